@@ -1,1 +1,14 @@
-//! placeholder
+//! The Ferry node: config, local services and their health, the admin API, the CLI, and the
+//! wiring of tunnel and proxy into one running [`node::Node`].
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod admin_client;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod directory;
+pub mod node;
+pub mod services;
+pub mod telemetry;

@@ -1,1 +1,30 @@
-//! placeholder
+//! Ferry's network layer.
+//!
+//! A node has an [`Identity`] (an X25519 static key). Nodes are joined by [`Link`]s: one QUIC
+//! connection per pair of nodes, carrying one bidirectional stream per proxied request or TCP
+//! connection. Each stream opens with a [`StreamHeader`] naming the destination service. Over
+//! the same link, nodes announce the services they front ([`Catalog`]); the [`Network`] keeps
+//! links to peers alive and turns what they announce into a [`RouteTable`].
+//!
+//! This crate never looks inside the streams: HTTP lives in `ferry-proxy`.
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod error;
+mod header;
+mod identity;
+mod link;
+mod network;
+mod route;
+mod tls;
+mod transport;
+pub mod wire;
+
+pub use catalog::{Catalog, CatalogEntry};
+pub use error::Error;
+pub use header::{Protocol, StreamHeader, StreamKind};
+pub use identity::{Identity, PublicKey};
+pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
+pub use network::{IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot};
+pub use route::{Route, RouteTable};
+pub use transport::Transport;

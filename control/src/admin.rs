@@ -1,0 +1,256 @@
+//! The admin API, on a runtime and thread of its own so that it can neither slow the data
+//! path nor be starved by it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tracing::{debug, error};
+
+use crate::node::NodeState;
+
+/// Serves the admin API on `listener` from a new thread.
+pub fn spawn(listener: std::net::TcpListener, state: Arc<NodeState>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ferry-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => return error!(error = %e, "admin listener failed"),
+                };
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(route(&state, request)) }
+                        });
+                        if let Err(e) = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                        {
+                            debug!(error = %e, "admin connection ended");
+                        }
+                    });
+                }
+            })
+        })?;
+    Ok(())
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    reply(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn json_reply(value: Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+    body.push(b'\n');
+    reply(StatusCode::OK, "application/json", body)
+}
+
+fn route(state: &NodeState, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => readyz(state),
+        (&Method::GET, "/metrics") => metrics(state),
+        (&Method::GET, "/status") => json_reply(status(state)),
+        (&Method::GET, "/peers") => json_reply(peers(state)),
+        (&Method::GET, "/routes") => json_reply(routes(state)),
+        (&Method::GET, "/services") => json_reply(services(state)),
+        (&Method::GET, "/config") => {
+            json_reply(serde_json::to_value(state.config()).unwrap_or(Value::Null))
+        }
+        (&Method::POST, "/drain") => {
+            state.drain();
+            text(StatusCode::ACCEPTED, "draining\n")
+        }
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/status" | "/peers" | "/routes" | "/services"
+            | "/config" | "/drain",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
+    }
+}
+
+fn readyz(state: &NodeState) -> Response<Full<Bytes>> {
+    let reload_error = state
+        .reload_error
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let warning = reload_error.map(|why| {
+        format!("warning: last config reload refused, serving the previous config: {why}\n")
+    });
+    match state.readiness() {
+        Ok(()) => text(
+            StatusCode::OK,
+            format!("ready\n{}", warning.unwrap_or_default()),
+        ),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n{}", warning.unwrap_or_default()),
+        ),
+    }
+}
+
+/// Gauges are read from the node's state at scrape time, so they can never go stale.
+fn metrics(state: &NodeState) -> Response<Full<Bytes>> {
+    let Some(handle) = &state.metrics else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "metrics are not recorded in this process\n",
+        );
+    };
+    let peers = state.network.peers();
+    for s in ["up", "connecting", "down"] {
+        let n = peers.iter().filter(|p| p.state == s).count();
+        metrics::gauge!("ferry_tunnel_peers", "state" => s).set(n as f64);
+    }
+    for p in &peers {
+        if let (Some(rtt), Some(key)) = (p.rtt, p.key) {
+            metrics::gauge!("ferry_tunnel_rtt_seconds", "peer" => key.to_string())
+                .set(rtt.as_secs_f64());
+        }
+    }
+    let mut by_dc = std::collections::BTreeMap::<String, usize>::new();
+    let dc = state.config().node.datacenter;
+    *by_dc.entry(dc).or_default() += state.services.list().len();
+    for r in state.network.routes() {
+        *by_dc.entry(r.datacenter).or_default() += 1;
+    }
+    for (dc, n) in by_dc {
+        metrics::gauge!("ferry_routes", "datacenter" => dc).set(n as f64);
+    }
+    reply(StatusCode::OK, "text/plain; version=0.0.4", handle.render())
+}
+
+fn status(state: &NodeState) -> Value {
+    let config = state.config();
+    let ready = state.readiness();
+    json!({
+        "name": config.node.name,
+        "datacenter": config.node.datacenter,
+        "key": state.key.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": ready.is_ok(),
+        "reason": ready.err(),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "tunnel": state.addresses.tunnel.to_string(),
+        "outbounds": state.addresses.outbounds.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "peers": state.network.peers().iter().filter(|p| p.state == "up").count(),
+        "services": state.services.list().len(),
+        "routes": state.network.routes().len(),
+    })
+}
+
+fn peers(state: &NodeState) -> Value {
+    Value::Array(
+        state
+            .network
+            .peers()
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "key": p.key.map(|k| k.to_string()),
+                    "name": p.name,
+                    "datacenter": p.datacenter,
+                    "address": p.address,
+                    "state": p.state,
+                    "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
+                    "path": p.path,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn routes(state: &NodeState) -> Value {
+    let config = state.config();
+    let mut rows: Vec<Value> = state
+        .services
+        .list()
+        .iter()
+        .map(|s| {
+            json!({
+                "service": s.name(),
+                "datacenter": config.node.datacenter,
+                "node": config.node.name,
+                "endpoint": s.address().to_string(),
+                "via": "local",
+                "metric": 0,
+                "healthy": s.healthy(),
+            })
+        })
+        .collect();
+    let links: std::collections::HashMap<String, (String, f64)> = state
+        .network
+        .peers()
+        .into_iter()
+        .filter_map(|p| {
+            Some((
+                p.key?.to_string(),
+                (p.address, p.rtt?.as_secs_f64() * 1000.0),
+            ))
+        })
+        .collect();
+    for r in state.network.routes() {
+        let key = r.key.to_string();
+        let (address, rtt_ms) = links.get(&key).cloned().unwrap_or_default();
+        rows.push(json!({
+            "service": r.service,
+            "datacenter": r.datacenter,
+            "node": r.node,
+            "endpoint": address,
+            "via": "direct",
+            "metric": rtt_ms,
+            "healthy": r.healthy,
+            "key": key,
+        }));
+    }
+    Value::Array(rows)
+}
+
+fn services(state: &NodeState) -> Value {
+    Value::Array(
+        state
+            .services
+            .list()
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name(),
+                    "address": s.address().to_string(),
+                    "protocol": s.protocol().as_str(),
+                    "healthy": s.healthy(),
+                    "checked": s.checked(),
+                    "check": s.config.health.http.as_deref().map_or("tcp".to_owned(), |p| format!("http {p}")),
+                })
+            })
+            .collect(),
+    )
+}

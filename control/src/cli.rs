@@ -1,0 +1,120 @@
+//! The command line, as SPEC lists it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ferry: a sidecar service-mesh proxy. Call services by name over HTTP, gRPC or TCP; Ferry
+/// finds them and carries the calls between nodes over an encrypted tunnel.
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node. With no config file, runs on the embedded defaults.
+    Run(Box<RunArgs>),
+    /// Start a self-contained mesh on loopback and show calls going through it.
+    Demo {
+        /// Exit after the script: 0 if every step worked, 1 otherwise.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Create a node key (mode 0600; never overwrites) and print its public key.
+    Keygen {
+        /// Where to write the key (default: the embedded default key path).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key of a key file.
+    Pubkey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Validate a config: print the effective config, or every error with its file, line and
+    /// key (exit 2).
+    Check {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show a running node's state.
+    Status(AdminArgs),
+    /// Show a running node's peers.
+    Peers(AdminArgs),
+    /// Show a running node's routes.
+    Routes(AdminArgs),
+    /// Show a running node's local services and their health.
+    Services(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The node's admin API address.
+    #[arg(long, default_value = "127.0.0.1:7702")]
+    pub admin: SocketAddr,
+    /// Print the admin API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file (TOML). Default: $FERRY_CONFIG, else the embedded defaults.
+    #[arg(long, env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Datacenter this node is in.
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Node key file.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Tunnel listen address (UDP).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Carry traffic between this datacenter and others.
+    #[arg(long)]
+    pub gateway: bool,
+    /// A peer to dial: ADDR[#PUBKEY]. Repeatable.
+    #[arg(long = "peer", value_name = "ADDR[#PUBKEY]")]
+    pub peers: Vec<String>,
+    /// A local service: NAME=HOST:PORT[/http|/grpc|/tcp]. Repeatable.
+    #[arg(long = "service", value_name = "NAME=HOST:PORT[/PROTO]")]
+    pub services: Vec<String>,
+    /// Outbound HTTP listen address.
+    #[arg(long)]
+    pub outbound: Option<SocketAddr>,
+    /// Admin API listen address.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Registry kind: mesh, static, dns, mdns, etcd.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<String>,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            name: self.name.clone(),
+            datacenter: self.datacenter.clone(),
+            key: self.key.clone(),
+            listen: self.listen,
+            gateway: self.gateway,
+            peers: self.peers.clone(),
+            services: self.services.clone(),
+            outbound: self.outbound,
+            admin: self.admin,
+            registry: self.registry.clone(),
+            log_format: self.log_format.clone(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! What each `ferry` subcommand does.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::error;
+
+use ferry_tunnel::Identity;
+
+use crate::admin_client::{fetch, print_fields, print_table};
+use crate::cli::{AdminArgs, Cli, Command, RunArgs};
+use crate::config::{Config, Overrides};
+use crate::node::{reload_with, Node, StartOptions};
+use crate::telemetry;
+
+/// Exit status for a bad config, as SPEC has it for `check` (and `run` follows).
+const EXIT_CONFIG: u8 = 2;
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => run(*args),
+        Command::Demo { once } => crate::demo::main(once),
+        Command::Keygen { out } => keygen(out.as_deref()),
+        Command::Pubkey { key } => pubkey(&key),
+        Command::Check { config } => check(&config),
+        Command::Status(args) => admin(&args, "/status", &[]),
+        Command::Peers(args) => admin(
+            &args,
+            "/peers",
+            &[
+                "name",
+                "datacenter",
+                "address",
+                "state",
+                "rtt_ms",
+                "path",
+                "key",
+            ],
+        ),
+        Command::Routes(args) => admin(
+            &args,
+            "/routes",
+            &[
+                "service",
+                "datacenter",
+                "node",
+                "endpoint",
+                "via",
+                "metric",
+                "healthy",
+            ],
+        ),
+        Command::Services(args) => admin(
+            &args,
+            "/services",
+            &["name", "address", "protocol", "healthy", "check"],
+        ),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ferry: {message}");
+    ExitCode::FAILURE
+}
+
+/// The effective config: the file (or the embedded defaults) with the flags on top.
+fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+    let mut config = match path {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::defaults(),
+    };
+    config.apply(overrides).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let overrides = args.overrides();
+    let config = match load_config(args.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}", errors.trim_end());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init_logs(config.log.format);
+    let metrics = match telemetry::init_metrics() {
+        Ok(handle) => Some(handle),
+        Err(e) => return fail(e),
+    };
+    let identity = match Identity::load_or_create(&config.node.key_file) {
+        Ok(identity) => identity,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let path = args.config.clone();
+    runtime.block_on(async move {
+        let node = match Node::start(
+            config,
+            identity,
+            StartOptions {
+                metrics,
+                admin: true,
+            },
+        )
+        .await
+        {
+            Ok(node) => node,
+            Err(e) => {
+                error!("{e}");
+                return fail(e);
+            }
+        };
+        let state = node.state.clone();
+        let signals = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        );
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = signals else {
+            return fail("cannot install signal handlers");
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => state.drain(),
+                    _ = int.recv() => state.drain(),
+                    _ = hup.recv() => match &path {
+                        Some(path) => reload_with(&state, load_config(Some(path), &overrides)),
+                        None => tracing::warn!("SIGHUP: no config file to reload"),
+                    },
+                }
+            }
+        });
+        node.run().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn keygen(out: Option<&Path>) -> ExitCode {
+    let path = out.map_or_else(|| Config::defaults().node.key_file, Path::to_path_buf);
+    if path.exists() {
+        return fail(format!(
+            "{} exists; refusing to overwrite a node key",
+            path.display()
+        ));
+    }
+    let identity = match Identity::generate() {
+        Ok(identity) => identity,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = identity.save_new(&path) {
+        return fail(e);
+    }
+    eprintln!("wrote {}", path.display());
+    println!("{}", identity.public());
+    ExitCode::SUCCESS
+}
+
+fn pubkey(key: &Path) -> ExitCode {
+    match Identity::load(key) {
+        Ok(identity) => {
+            println!("{}", identity.public());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            // A key file that exists must be usable; a missing one is created on first run.
+            if config.node.key_file.exists() {
+                if let Err(e) = Identity::load(&config.node.key_file) {
+                    let line = key_file_line(path);
+                    eprintln!("{}:{line}: node.key_file: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}", errors.to_string().trim_end());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// The line of `key_file` in a config file, for an error about the file it names.
+fn key_file_line(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with("key_file"))
+        })
+        .map_or(0, |i| i + 1)
+}
+
+fn admin(args: &AdminArgs, path: &str, columns: &[&str]) -> ExitCode {
+    match fetch(args.admin, path) {
+        Ok(value) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(value) => {
+            if columns.is_empty() {
+                print_fields(&value);
+            } else {
+                print_table(&value, columns);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,649 @@
+//! Reading a config file. Walks toml's spanned document tree rather than deserializing, so that
+//! one pass finds every error and each carries the line and dotted key it is about.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+
+use super::syntax::{key_on_line, value_looks_unquoted};
+use super::values;
+use super::{
+    tcp_clashes, Config, ConfigError, ConfigErrors, HealthConfig, LogFormat, NodeConfig,
+    OutboundConfig, OutboundKind, PeerConfig, Protocol, RegistryConfig, RegistryKind,
+    ServiceConfig, TunnelConfig,
+};
+
+type Span = Range<usize>;
+
+const DURATION_EXAMPLE: &str = "\"1s\"";
+const ADDRESS_EXAMPLE: &str = "\"127.0.0.1:7701\"";
+
+/// The sections of a file.
+const ROOT_KEYS: [&str; 8] = [
+    "node",
+    "tunnel",
+    "registry",
+    "service",
+    "outbound",
+    "admin",
+    "deadlines",
+    "log",
+];
+
+const TUNNEL_KEYS: [&str; 6] = [
+    "listen",
+    "advertise",
+    "gateway",
+    "peers",
+    "trust",
+    "trust_file",
+];
+
+/// Which registry kind uses each kind-specific `[registry]` key.
+const REGISTRY_KEY_OWNERS: [(&str, RegistryKind); 6] = [
+    ("file", RegistryKind::Static),
+    ("domain", RegistryKind::Dns),
+    ("nameservers", RegistryKind::Dns),
+    ("port", RegistryKind::Dns),
+    ("endpoints", RegistryKind::Etcd),
+    ("prefix", RegistryKind::Etcd),
+];
+
+/// Reads `text`, the contents of `path`, on top of `defaults`.
+pub(super) fn parse(text: &str, path: &Path, defaults: Config) -> Result<Config, ConfigErrors> {
+    let mut reader = Reader::new(text, path);
+    let config = match DeTable::parse(text) {
+        Ok(document) => {
+            let root = Table {
+                key: String::new(),
+                span: document.span(),
+                entries: document.get_ref(),
+            };
+            reader.config(&root, defaults)
+        }
+        // The parser cannot recover well enough for later errors to be trusted: report one.
+        Err(error) => {
+            reader.syntax_error(&error);
+            defaults
+        }
+    };
+    if reader.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(reader.errors.into())
+    }
+}
+
+/// A table of the document with the dotted key that leads to it.
+struct Table<'t, 'i> {
+    /// `""` for the root, else like `service[1].health`.
+    key: String,
+    /// Its `[header]` or `{ inline }` braces: where a missing key is reported.
+    span: Span,
+    entries: &'t DeTable<'i>,
+}
+
+impl Table<'_, '_> {
+    fn child_key(&self, key: &str) -> String {
+        if self.key.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.key)
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The span of `key` itself (not its value), for errors about the key being there.
+    fn key_span(&self, key: &str) -> Option<Span> {
+        self.entries.get_key_value(key).map(|(k, _)| k.span())
+    }
+}
+
+/// A TCP listen address, kept to find two listeners on one address.
+struct Listener {
+    key: String,
+    addr: SocketAddr,
+    /// 0 for an embedded default.
+    line: usize,
+}
+
+/// A `[[service]]` name, kept to find two services of one name.
+struct ServiceName {
+    name: String,
+    item: String,
+    line: usize,
+}
+
+/// Turns a value into `T`, or says why it cannot.
+type Convert<'c, T> = &'c dyn Fn(&DeValue<'_>) -> Result<T, String>;
+
+struct Reader<'a> {
+    text: &'a str,
+    file: &'a Path,
+    /// The config file made absolute, so a later change of working directory moves nothing.
+    absolute: PathBuf,
+    /// Where relative paths start: the config file's directory.
+    dir: PathBuf,
+    /// Byte offset of the start of each line, to turn spans into line numbers.
+    line_starts: Vec<usize>,
+    errors: Vec<ConfigError>,
+    listeners: Vec<Listener>,
+    service_names: Vec<ServiceName>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str, file: &'a Path) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let dir = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self {
+            text,
+            file,
+            absolute,
+            dir,
+            line_starts,
+            errors: Vec::new(),
+            listeners: Vec::new(),
+            service_names: Vec::new(),
+        }
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        // An error at the very end of a file that ends in a newline belongs to the last line,
+        // not to an empty one after it.
+        let offset = if offset >= self.text.len() && self.text.ends_with('\n') {
+            self.text.len() - 1
+        } else {
+            offset
+        };
+        self.line_starts.partition_point(|&start| start <= offset)
+    }
+
+    fn push(&mut self, line: usize, key: String, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn error(&mut self, span: Span, key: String, message: impl Into<String>) {
+        let line = self.line(span.start);
+        self.push(line, key, message);
+    }
+
+    fn syntax_error(&mut self, error: &toml::de::Error) {
+        let line = self.line(error.span().map_or(0, |span| span.start));
+        let key = key_on_line(self.text, line);
+        let mut message = format!(
+            "invalid TOML: {}",
+            error.message().trim().replace('\n', "; ")
+        );
+        if !message.contains("quoted") && !key.is_empty() && value_looks_unquoted(self.text, line) {
+            // The most common slip: `listen = 127.0.0.1:7701`, which TOML reads as a bad number.
+            message.push_str(" (a string value must be quoted)");
+        }
+        self.push(line, key, message);
+    }
+
+    /// Reports every key of `table` that is not in `known`.
+    fn known_keys(&mut self, table: &Table, known: &[&str]) {
+        for key in table.entries.keys() {
+            if !known.contains(&key.get_ref().as_ref()) {
+                let message = format!("unknown key; expected one of: {}", known.join(", "));
+                self.error(key.span(), table.child_key(key.get_ref()), message);
+            }
+        }
+    }
+
+    /// `key` of `table` converted, with the line of its value; `None` when absent or bad (bad is
+    /// reported).
+    fn field_at<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<(T, usize)> {
+        let value = table.entries.get(key)?;
+        match convert(value.get_ref()) {
+            Ok(converted) => Some((converted, self.line(value.span().start))),
+            Err(message) => {
+                self.error(value.span(), table.child_key(key), message);
+                None
+            }
+        }
+    }
+
+    fn field<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<T> {
+        self.field_at(table, key, convert).map(|(value, _)| value)
+    }
+
+    /// Like [`Reader::field_at`], and reports a missing key at the table's header.
+    fn required_at<T>(
+        &mut self,
+        table: &Table,
+        key: &str,
+        convert: Convert<T>,
+    ) -> Option<(T, usize)> {
+        if !table.has(key) {
+            self.error(
+                table.span.clone(),
+                table.child_key(key),
+                "missing; this key is required",
+            );
+        }
+        self.field_at(table, key, convert)
+    }
+
+    fn required<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<T> {
+        self.required_at(table, key, convert)
+            .map(|(value, _)| value)
+    }
+
+    /// An array, each element converted; bad elements are reported as `key[i]` and left out.
+    fn list<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<Vec<T>> {
+        let value = table.entries.get(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            let message = expected("an array", value.get_ref());
+            self.error(value.span(), table.child_key(key), message);
+            return None;
+        };
+        let mut converted = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match convert(item.get_ref()) {
+                Ok(value) => converted.push(value),
+                Err(message) => {
+                    let key = format!("{}[{i}]", table.child_key(key));
+                    self.error(item.span(), key, message);
+                }
+            }
+        }
+        Some(converted)
+    }
+
+    /// The sub-table `key`, if present; anything else there is reported.
+    fn table<'t, 'i>(&mut self, parent: &Table<'t, 'i>, key: &str) -> Option<Table<'t, 'i>> {
+        let value = parent.entries.get(key)?;
+        match value.get_ref() {
+            DeValue::Table(entries) => Some(Table {
+                key: parent.child_key(key),
+                span: value.span(),
+                entries,
+            }),
+            other => {
+                let message = expected("a table", other);
+                self.error(value.span(), parent.child_key(key), message);
+                None
+            }
+        }
+    }
+
+    /// The array of tables `key` (`[[key]]` or an array of inline tables).
+    fn tables<'t, 'i>(&mut self, parent: &Table<'t, 'i>, key: &str) -> Vec<Table<'t, 'i>> {
+        let Some(value) = parent.entries.get(key) else {
+            return Vec::new();
+        };
+        let full_key = parent.child_key(key);
+        let DeValue::Array(items) = value.get_ref() else {
+            let found = expected("an array of tables", value.get_ref());
+            let message = format!("{found}; write [[{full_key}]] for each entry");
+            self.error(value.span(), full_key, message);
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("{full_key}[{i}]");
+            match item.get_ref() {
+                DeValue::Table(entries) => tables.push(Table {
+                    key,
+                    span: item.span(),
+                    entries,
+                }),
+                other => {
+                    let message = expected("a table", other);
+                    self.error(item.span(), key, message);
+                }
+            }
+        }
+        tables
+    }
+
+    fn config(&mut self, root: &Table, defaults: Config) -> Config {
+        self.known_keys(root, &ROOT_KEYS);
+        let mut config = defaults;
+        config.source = Some(self.absolute.clone());
+        if let Some(table) = self.table(root, "node") {
+            self.node(&table, &mut config.node);
+        }
+        if let Some(table) = self.table(root, "tunnel") {
+            self.tunnel(&table, &mut config.tunnel);
+        }
+        if let Some(table) = self.table(root, "registry") {
+            self.registry(&table, &mut config.registry);
+        }
+        // A file lists all its services and outbounds: none listed means none.
+        let services = self.tables(root, "service");
+        config.services = services.iter().filter_map(|t| self.service(t)).collect();
+        let outbounds = self.tables(root, "outbound");
+        config.outbounds = outbounds.iter().filter_map(|t| self.outbound(t)).collect();
+        let admin_table = self.table(root, "admin");
+        if let Some(table) = &admin_table {
+            self.known_keys(table, &["listen"]);
+            if let Some((listen, line)) = self.field_at(
+                table,
+                "listen",
+                &quoted(values::socket_addr, ADDRESS_EXAMPLE),
+            ) {
+                config.admin.listen = listen;
+                self.add_listener("admin.listen".into(), listen, line);
+            }
+        }
+        if !admin_table.is_some_and(|table| table.has("listen")) {
+            self.add_listener("admin.listen".into(), config.admin.listen, 0);
+        }
+        if let Some(table) = self.table(root, "deadlines") {
+            self.deadlines(&table, &mut config.deadlines);
+        }
+        if let Some(table) = self.table(root, "log") {
+            self.known_keys(&table, &["format"]);
+            let format = self.field(&table, "format", &text(values::keyword::<LogFormat>));
+            config.log.format = format.unwrap_or_default();
+        }
+        self.check_listeners();
+        self.check_service_names();
+        config
+    }
+
+    fn node(&mut self, table: &Table, node: &mut NodeConfig) {
+        self.known_keys(table, &["name", "datacenter", "key_file"]);
+        if let Some(name) = self.field(table, "name", &text(values::node_name)) {
+            node.name = name;
+        }
+        if let Some(dc) = self.field(table, "datacenter", &text(values::datacenter_name)) {
+            node.datacenter = dc;
+        }
+        if let Some(path) = self.field(table, "key_file", &text(values::path)) {
+            node.key_file = self.dir.join(path);
+        }
+    }
+
+    fn tunnel(&mut self, table: &Table, tunnel: &mut TunnelConfig) {
+        self.known_keys(table, &TUNNEL_KEYS);
+        if let Some(listen) = self.field(
+            table,
+            "listen",
+            &quoted(values::socket_addr, ADDRESS_EXAMPLE),
+        ) {
+            tunnel.listen = listen;
+        }
+        tunnel.advertise = self.field(table, "advertise", &text(values::host_port));
+        if let Some(gateway) = self.field(table, "gateway", &boolean) {
+            tunnel.gateway = gateway;
+        }
+        let peers = self.tables(table, "peers");
+        tunnel.peers = peers.iter().filter_map(|peer| self.peer(peer)).collect();
+        tunnel.trust = self
+            .list(table, "trust", &text(values::public_key))
+            .unwrap_or_default();
+        let trust_file = self.field(table, "trust_file", &text(values::path));
+        tunnel.trust_file = trust_file.map(|path| self.dir.join(path));
+    }
+
+    fn peer(&mut self, table: &Table) -> Option<PeerConfig> {
+        self.known_keys(table, &["address", "key"]);
+        let address = self.required(table, "address", &text(values::host_port));
+        let key = self.field(table, "key", &text(values::public_key));
+        Some(PeerConfig {
+            address: address?,
+            key,
+        })
+    }
+
+    fn registry(&mut self, table: &Table, registry: &mut RegistryConfig) {
+        let mut known = vec!["kind"];
+        known.extend(REGISTRY_KEY_OWNERS.iter().map(|(key, _)| *key));
+        self.known_keys(table, &known);
+        let kind = self.field(table, "kind", &text(values::keyword::<RegistryKind>));
+        registry.kind = kind.unwrap_or_default();
+        let file = self.field(table, "file", &text(values::path));
+        registry.file = file.map(|path| self.dir.join(path));
+        registry.domain = self.field(table, "domain", &text(values::dns_domain));
+        registry.nameservers = self
+            .list(table, "nameservers", &text(values::nameserver))
+            .unwrap_or_default();
+        registry.port = self.field(table, "port", &port);
+        registry.endpoints = self
+            .list(table, "endpoints", &text(values::etcd_endpoint))
+            .unwrap_or_default();
+        registry.prefix = self.field(table, "prefix", &text(values::non_empty));
+
+        // Against a kind that did not parse, these checks would only add noise.
+        if table.has("kind") && kind.is_none() {
+            return;
+        }
+        let kind = registry.kind;
+        for (key, owner) in REGISTRY_KEY_OWNERS {
+            if let Some(span) = table.key_span(key).filter(|_| owner != kind) {
+                let message =
+                    format!("only the {owner} registry uses this key; kind is \"{kind}\"");
+                self.error(span, table.child_key(key), message);
+            }
+        }
+        // A missing key is reported where the kind that needs it was chosen.
+        let kind_span = table
+            .entries
+            .get("kind")
+            .map_or(table.span.clone(), |value| value.span());
+        let needed = match kind {
+            RegistryKind::Static => Some(("file", "the static registry needs its services file")),
+            RegistryKind::Dns => Some(("domain", "the dns registry needs the domain to look in")),
+            _ => None,
+        };
+        if let Some((key, message)) = needed.filter(|(key, _)| !table.has(key)) {
+            self.error(kind_span, table.child_key(key), message);
+        }
+    }
+
+    fn service(&mut self, table: &Table) -> Option<ServiceConfig> {
+        self.known_keys(table, &["name", "address", "protocol", "health"]);
+        let name = self.required_at(table, "name", &text(values::service_name));
+        let address = self.required(
+            table,
+            "address",
+            &quoted(values::service_address, ADDRESS_EXAMPLE),
+        );
+        let protocol = self.field(table, "protocol", &text(values::keyword::<Protocol>));
+        let health = match self.table(table, "health") {
+            Some(health) => self.health(&health),
+            None => HealthConfig::default(),
+        };
+        let (name, line) = name?;
+        self.service_names.push(ServiceName {
+            name: name.clone(),
+            item: table.key.clone(),
+            line,
+        });
+        Some(ServiceConfig {
+            name,
+            address: address?,
+            protocol: protocol.unwrap_or_default(),
+            health,
+        })
+    }
+
+    fn health(&mut self, table: &Table) -> HealthConfig {
+        self.known_keys(table, &["http", "interval", "timeout"]);
+        let mut health = HealthConfig {
+            http: self.field(table, "http", &text(values::health_path)),
+            ..HealthConfig::default()
+        };
+        if let Some(interval) = self.field(
+            table,
+            "interval",
+            &quoted(values::positive_duration, DURATION_EXAMPLE),
+        ) {
+            health.interval = interval;
+        }
+        if let Some(timeout) = self.field(
+            table,
+            "timeout",
+            &quoted(values::positive_duration, DURATION_EXAMPLE),
+        ) {
+            health.timeout = timeout;
+        }
+        health
+    }
+
+    fn outbound(&mut self, table: &Table) -> Option<OutboundConfig> {
+        self.known_keys(table, &["kind", "listen", "service"]);
+        let kind = self.required(table, "kind", &text(values::keyword::<OutboundKind>));
+        let listen = self.required_at(
+            table,
+            "listen",
+            &quoted(values::socket_addr, ADDRESS_EXAMPLE),
+        );
+        let service = self.field(table, "service", &text(values::service_target));
+        match kind {
+            Some(OutboundKind::Tcp) if !table.has("service") => self.error(
+                table.span.clone(),
+                table.child_key("service"),
+                "missing; a tcp outbound carries every connection to this service",
+            ),
+            Some(OutboundKind::Http) => {
+                if let Some(span) = table.key_span("service") {
+                    let message = "only a tcp outbound names a service; http routes by Host";
+                    self.error(span, table.child_key("service"), message);
+                }
+            }
+            _ => {}
+        }
+        let (listen, line) = listen?;
+        self.add_listener(table.child_key("listen"), listen, line);
+        Some(OutboundConfig {
+            kind: kind?,
+            listen,
+            service,
+        })
+    }
+
+    fn deadlines(&mut self, table: &Table, deadlines: &mut super::DeadlineConfig) {
+        self.known_keys(table, &["default", "per_service"]);
+        if let Some(default) = self.field(
+            table,
+            "default",
+            &quoted(values::positive_duration, DURATION_EXAMPLE),
+        ) {
+            deadlines.default = default;
+        }
+        let Some(per_service) = self.table(table, "per_service") else {
+            return;
+        };
+        for (name, value) in per_service.entries.iter() {
+            let key = per_service.child_key(name.get_ref());
+            if let Err(message) = values::service_name(name.get_ref()) {
+                self.error(name.span(), key.clone(), message);
+            }
+            match quoted(values::positive_duration, DURATION_EXAMPLE)(value.get_ref()) {
+                Ok(deadline) => {
+                    deadlines
+                        .per_service
+                        .insert(name.get_ref().to_string(), deadline);
+                }
+                Err(message) => self.error(value.span(), key, message),
+            }
+        }
+    }
+
+    fn add_listener(&mut self, key: String, addr: SocketAddr, line: usize) {
+        self.listeners.push(Listener { key, addr, line });
+    }
+
+    /// Two TCP listeners on one address: the later in the file is the error. (The tunnel is
+    /// UDP and cannot clash with them.)
+    fn check_listeners(&mut self) {
+        let mut listeners = std::mem::take(&mut self.listeners);
+        // Stable, so defaults (line 0) come first and count as earliest.
+        listeners.sort_by_key(|listener| listener.line);
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|listener| listener.addr).collect();
+        for (later, earlier) in tcp_clashes(&addrs) {
+            let (later, earlier) = (&listeners[later], &listeners[earlier]);
+            let place = match earlier.line {
+                0 => "its default".to_string(),
+                line => format!("line {line}"),
+            };
+            let message = format!(
+                "{} is already used by {} ({place})",
+                later.addr, earlier.key
+            );
+            self.push(later.line, later.key.clone(), message);
+        }
+    }
+
+    /// Two services of one name (ignoring ASCII case, as `Host` does): the later is the error.
+    fn check_service_names(&mut self) {
+        let names = std::mem::take(&mut self.service_names);
+        for (i, service) in names.iter().enumerate() {
+            let earlier = names[..i]
+                .iter()
+                .find(|other| other.name.eq_ignore_ascii_case(&service.name));
+            if let Some(earlier) = earlier {
+                let message = format!(
+                    "service \"{}\" is already defined by {} (line {})",
+                    service.name, earlier.item, earlier.line
+                );
+                self.push(service.line, format!("{}.name", service.item), message);
+            }
+        }
+    }
+}
+
+/// "expected a string, found an integer"
+fn expected(what: &str, found: &DeValue) -> String {
+    let kind = found.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("expected {what}, found {article} {kind}")
+}
+
+/// Adapts a check of a string value into a [`Convert`].
+fn text<T>(check: fn(&str) -> Result<T, String>) -> impl Fn(&DeValue<'_>) -> Result<T, String> {
+    move |value| match value.as_str() {
+        Some(s) => check(s),
+        None => Err(expected("a string", value)),
+    }
+}
+
+/// Like [`text`], for values people tend to write unquoted (`interval = 1`).
+fn quoted<T>(
+    check: fn(&str) -> Result<T, String>,
+    example: &'static str,
+) -> impl Fn(&DeValue<'_>) -> Result<T, String> {
+    move |value| match value.as_str() {
+        Some(s) => check(s),
+        None => Err(expected(&format!("a string such as {example}"), value)),
+    }
+}
+
+fn boolean(value: &DeValue) -> Result<bool, String> {
+    value
+        .as_bool()
+        .ok_or_else(|| expected("true or false", value))
+}
+
+fn port(value: &DeValue) -> Result<u16, String> {
+    let Some(integer) = value.as_integer() else {
+        return Err(expected("a port number", value));
+    };
+    i64::from_str_radix(integer.as_str(), integer.radix())
+        .ok()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|&port| port != 0)
+        .ok_or_else(|| format!("{integer} is not a port (1-65535)"))
+}

@@ -1,0 +1,301 @@
+//! A running node: the tunnel, the proxy's listeners, the local services and the admin API,
+//! wired together from a [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
+use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey};
+
+use crate::config::{Config, OutboundKind, RegistryKind};
+use crate::directory::MeshDirectory;
+use crate::services::LocalServices;
+
+/// How long a stopping node waits for its listeners to finish the calls in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// The addresses a node's sockets were bound to (ports chosen by the OS when asked for 0).
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    pub tunnel: SocketAddr,
+    pub outbounds: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+/// What the admin API and the signal handlers read and act on.
+pub struct NodeState {
+    pub key: PublicKey,
+    pub config: RwLock<Config>,
+    pub network: Network,
+    pub services: LocalServices,
+    outbound: Arc<Outbound>,
+    pub shutdown: watch::Sender<bool>,
+    /// Why the last reload was refused, until a good one comes.
+    pub reload_error: RwLock<Option<String>>,
+    listeners_up: AtomicBool,
+    pub metrics: Option<PrometheusHandle>,
+    pub started: Instant,
+    pub addresses: Addresses,
+}
+
+impl NodeState {
+    /// `Ok` once the node can serve: listeners bound, peers tried once, first health checks
+    /// done. Otherwise the reason, for `/readyz`.
+    pub fn readiness(&self) -> Result<(), String> {
+        if *self.shutdown.borrow() {
+            return Err("draining".into());
+        }
+        if !self.listeners_up.load(Ordering::Relaxed) {
+            return Err("listeners not up yet".into());
+        }
+        if !self.network.settled() {
+            return Err("registry not synced: waiting to hear from configured peers".into());
+        }
+        if !self.services.all_checked() {
+            return Err("registry not synced: first health checks still running".into());
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies a new config to the running node. What can change live (services, their
+    /// health checks, deadlines) changes now; what needs new sockets or a new identity is
+    /// named in the returned notes and takes effect on restart.
+    pub fn reload(&self, new: Config) -> Vec<String> {
+        let old = self.config();
+        let mut notes = Vec::new();
+        let restart = |what: &str, notes: &mut Vec<String>| {
+            notes.push(format!("{what} changed: takes effect on restart"))
+        };
+        if old.node != new.node {
+            restart("[node]", &mut notes);
+        }
+        if old.tunnel != new.tunnel {
+            restart("[tunnel]", &mut notes);
+        }
+        if old.registry != new.registry {
+            restart("[registry]", &mut notes);
+        }
+        if old.outbounds != new.outbounds {
+            restart("[[outbound]]", &mut notes);
+        }
+        if old.admin != new.admin {
+            restart("[admin]", &mut notes);
+        }
+        self.services.replace(&new.services);
+        self.outbound.set_settings(outbound_settings(&new));
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = new;
+        *self.reload_error.write().unwrap_or_else(|e| e.into_inner()) = None;
+        notes
+    }
+
+    /// Records a refused reload: the node keeps its last good config.
+    pub fn reload_failed(&self, why: String) {
+        *self.reload_error.write().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Starts draining: listeners stop accepting and the node exits once calls finish.
+    pub fn drain(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+fn outbound_settings(config: &Config) -> OutboundSettings {
+    OutboundSettings {
+        deadline: config.deadlines.default,
+        service_deadlines: config.deadlines.per_service.clone().into_iter().collect(),
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub state: Arc<NodeState>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+/// Options that are not config: how this process wants the node run.
+#[derive(Default)]
+pub struct StartOptions {
+    pub metrics: Option<PrometheusHandle>,
+    /// Serve the admin API (the demo's nodes do too, on ports of their own).
+    pub admin: bool,
+}
+
+impl Node {
+    /// Binds every socket and starts serving. Must be called within a tokio runtime.
+    pub async fn start(
+        config: Config,
+        identity: Identity,
+        options: StartOptions,
+    ) -> Result<Node, String> {
+        if config.registry.kind != RegistryKind::Mesh {
+            return Err(format!(
+                "registry kind {:?} is not available yet: only \"mesh\" is built so far",
+                config.registry.kind
+            ));
+        }
+        let peers = config
+            .tunnel
+            .peers
+            .iter()
+            .map(|p| {
+                Ok(PeerAddress {
+                    address: p.address.clone(),
+                    key: p
+                        .key
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|e| format!("peer {}: {e}", p.address))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let (network, incoming) = Network::start(NetworkConfig {
+            identity: identity.clone(),
+            name: config.node.name.clone(),
+            datacenter: config.node.datacenter.clone(),
+            listen: config.tunnel.listen,
+            peers,
+        })
+        .map_err(|e| e.to_string())?;
+        let tunnel = network.local_addr().map_err(|e| e.to_string())?;
+
+        let upstreams = Upstreams::new();
+        let announcer = network.clone();
+        let services = LocalServices::start(
+            &config.services,
+            upstreams.clone(),
+            Arc::new(move |catalog| announcer.announce(catalog)),
+        );
+        let directory = Arc::new(MeshDirectory {
+            datacenter: config.node.datacenter.clone(),
+            local: services.clone(),
+            network: network.clone(),
+        });
+        let outbound = Outbound::new(
+            directory.clone(),
+            upstreams.clone(),
+            outbound_settings(&config),
+        );
+        let (shutdown, _) = watch::channel(false);
+
+        let mut listeners = Vec::new();
+        let mut outbound_addrs = Vec::new();
+        for entry in &config.outbounds {
+            let listener = TcpListener::bind(entry.listen).await.map_err(|e| {
+                format!(
+                    "cannot listen on tcp {} ({:?} outbound): {e}",
+                    entry.listen, entry.kind
+                )
+            })?;
+            outbound_addrs.push(listener.local_addr().map_err(|e| e.to_string())?);
+            let stop = shutdown.subscribe();
+            let task = match entry.kind {
+                OutboundKind::Http => tokio::spawn(ferry_proxy::serve_http_outbound(
+                    listener,
+                    outbound.clone(),
+                    stop,
+                )),
+                OutboundKind::Tcp => {
+                    let target = entry
+                        .service
+                        .as_deref()
+                        .and_then(ServiceName::from_authority)
+                        .ok_or_else(|| {
+                            format!("tcp outbound on {} names no valid service", entry.listen)
+                        })?;
+                    tokio::spawn(ferry_proxy::serve_tcp_outbound(
+                        listener,
+                        target,
+                        outbound.clone(),
+                        stop,
+                    ))
+                }
+            };
+            listeners.push(task);
+        }
+        tokio::spawn(ferry_proxy::serve_inbound(incoming, directory, upstreams));
+
+        let admin_listener = if options.admin {
+            let listener = std::net::TcpListener::bind(config.admin.listen).map_err(|e| {
+                format!("cannot listen on tcp {} (admin): {e}", config.admin.listen)
+            })?;
+            Some(listener)
+        } else {
+            None
+        };
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let state = Arc::new(NodeState {
+            key: identity.public(),
+            config: RwLock::new(config),
+            network,
+            services,
+            outbound,
+            shutdown,
+            reload_error: RwLock::new(None),
+            listeners_up: AtomicBool::new(false),
+            metrics: options.metrics,
+            started: Instant::now(),
+            addresses: Addresses {
+                tunnel,
+                outbounds: outbound_addrs,
+                admin: admin_addr,
+            },
+        });
+        if let Some(listener) = admin_listener {
+            crate::admin::spawn(listener, state.clone())
+                .map_err(|e| format!("cannot start the admin API: {e}"))?;
+        }
+        state.listeners_up.store(true, Ordering::Relaxed);
+        info!(key = %state.key, tunnel = %tunnel, "node started");
+        Ok(Node { state, listeners })
+    }
+
+    /// Runs until the node is told to stop (drain, SIGTERM), then lets calls in flight finish
+    /// for a bounded time and closes the tunnel so that peers withdraw its routes at once.
+    pub async fn run(self) {
+        let mut stop = self.state.shutdown.subscribe();
+        let _ = stop.wait_for(|stop| *stop).await;
+        info!("draining");
+        let drained = async {
+            for task in self.listeners {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+            warn!("drain timed out; stopping anyway");
+        }
+        self.state.network.close();
+        info!("stopped");
+    }
+}
+
+/// Applies `load()`'s config on SIGHUP, keeping the last good one when it fails.
+pub fn reload_with(state: &NodeState, loaded: Result<Config, String>) {
+    match loaded {
+        Ok(config) => {
+            for note in state.reload(config) {
+                warn!("{note}");
+            }
+            info!("config reloaded");
+        }
+        Err(why) => {
+            error!("config reload refused, keeping the last good config: {why}");
+            state.reload_failed(why);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Where the proxy learns a service's endpoints. The node implements [`Directory`] over its
+//! registry and the tunnel's routes; the proxy only asks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferry_tunnel::{Link, Protocol};
+
+use crate::target::ServiceName;
+
+/// How to reach an endpoint.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A plain address, dialed directly: a local workload or a service outside the mesh.
+    Address(SocketAddr),
+    /// A Ferry node, reached through the tunnel; it delivers to its own local service.
+    Node { link: Link, node: String },
+}
+
+/// One place a service can be reached.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Stable across lookups; the balancer keeps its latency figures under it.
+    pub id: String,
+    pub target: Target,
+    pub protocol: Protocol,
+    pub datacenter: String,
+    pub healthy: bool,
+}
+
+impl Endpoint {
+    /// How far away the endpoint is: the link's RTT, or nothing for a direct address.
+    pub fn distance(&self) -> Duration {
+        match &self.target {
+            Target::Address(_) => Duration::ZERO,
+            Target::Node { link, .. } => link.rtt(),
+        }
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Resolution {
+    /// No registry knows the service (in that datacenter).
+    NoRoute,
+    /// Its endpoints, healthy or not.
+    Endpoints(Vec<Endpoint>),
+}
+
+/// The node's view of services, as the proxy needs it.
+pub trait Directory: Send + Sync + 'static {
+    /// The endpoints of a service anywhere, or in its pinned datacenter.
+    fn resolve(&self, name: &ServiceName) -> Resolution;
+    /// A service this node fronts: its address and protocol, for calls peers forward here.
+    fn local_service(&self, service: &str) -> Option<(SocketAddr, Protocol)>;
+    /// The datacenter this node is in, which routing prefers.
+    fn datacenter(&self) -> String;
+}
+
+/// The endpoints a call may go to, by SPEC's rule: healthy ones in the local datacenter;
+/// when there are none, healthy ones in the nearest datacenter that has any. `None` when no
+/// endpoint is healthy.
+pub fn eligible(endpoints: &[Endpoint], local_dc: &str) -> Option<Vec<Endpoint>> {
+    let healthy: Vec<&Endpoint> = endpoints.iter().filter(|e| e.healthy).collect();
+    let local: Vec<Endpoint> = healthy
+        .iter()
+        .filter(|e| e.datacenter == local_dc)
+        .map(|e| (*e).clone())
+        .collect();
+    if !local.is_empty() {
+        return Some(local);
+    }
+    let nearest = healthy
+        .iter()
+        .min_by_key(|e| e.distance())?
+        .datacenter
+        .clone();
+    Some(
+        healthy
+            .into_iter()
+            .filter(|e| e.datacenter == nearest)
+            .cloned()
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: &str, dc: &str, healthy: bool) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            target: Target::Address(([127, 0, 0, 1], 1).into()),
+            protocol: Protocol::Http,
+            datacenter: dc.into(),
+            healthy,
+        }
+    }
+
+    fn ids(v: Option<Vec<Endpoint>>) -> Option<Vec<String>> {
+        v.map(|v| v.into_iter().map(|e| e.id).collect())
+    }
+
+    #[test]
+    fn local_healthy_endpoints_come_first() {
+        let eps = [
+            ep("a", "dc1", true),
+            ep("b", "dc2", true),
+            ep("c", "dc1", false),
+        ];
+        assert_eq!(ids(eligible(&eps, "dc1")), Some(vec!["a".into()]));
+    }
+
+    #[test]
+    fn another_datacenter_serves_when_no_local_endpoint_is_healthy() {
+        let eps = [ep("a", "dc1", false), ep("b", "dc2", true)];
+        assert_eq!(ids(eligible(&eps, "dc1")), Some(vec!["b".into()]));
+    }
+
+    #[test]
+    fn nothing_healthy_is_none() {
+        assert!(eligible(&[ep("a", "dc1", false)], "dc1").is_none());
+        assert!(eligible(&[], "dc1").is_none());
+    }
+}

@@ -1,0 +1,153 @@
+//! The failures Ferry answers itself, exactly as SPEC lists them.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// A call Ferry could not complete. Each maps to one status, one `ferry-error` value and, for
+/// gRPC callers, one `grpc-status`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route to service {service}")]
+    NoRoute { service: String },
+    #[error("service {service} has no healthy endpoint")]
+    NoHealthyEndpoint { service: String },
+    #[error("service {service} failed: {reason}")]
+    UpstreamFailed { service: String, reason: String },
+    #[error("service {service} did not answer within {millis} ms")]
+    Timeout { service: String, millis: u128 },
+    #[error("bad request: {reason}")]
+    BadRequest { reason: String },
+}
+
+/// gRPC status codes used here.
+const GRPC_UNAVAILABLE: &str = "14";
+const GRPC_DEADLINE_EXCEEDED: &str = "4";
+const GRPC_INTERNAL: &str = "13";
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } | ProxyError::NoHealthyEndpoint { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `ferry-error` header value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no-route",
+            ProxyError::NoHealthyEndpoint { .. } => "no-healthy-endpoint",
+            ProxyError::UpstreamFailed { .. } => "upstream-failed",
+            ProxyError::Timeout { .. } => "timeout",
+            ProxyError::BadRequest { .. } => "bad-request",
+        }
+    }
+
+    fn grpc_status(&self) -> &'static str {
+        match self {
+            ProxyError::Timeout { .. } => GRPC_DEADLINE_EXCEEDED,
+            ProxyError::BadRequest { .. } => GRPC_INTERNAL,
+            _ => GRPC_UNAVAILABLE,
+        }
+    }
+
+    /// The answer a caller gets. gRPC callers get a trailers-only response (HTTP 200 with
+    /// `grpc-status`), which is how gRPC clients expect failures to arrive.
+    pub fn to_response(&self, grpc: bool) -> Response<Body> {
+        let line = self.to_string();
+        let mut builder = Response::builder().header("ferry-error", self.code());
+        if grpc {
+            builder = builder
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .header("grpc-status", self.grpc_status())
+                .header(
+                    "grpc-message",
+                    HeaderValue::from_str(&line).unwrap_or(HeaderValue::from_static("ferry error")),
+                );
+            return builder.body(body::empty()).unwrap_or_else(|_| fallback());
+        }
+        builder
+            .status(self.status())
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(body::full(format!("{line}\n")))
+            .unwrap_or_else(|_| fallback())
+    }
+}
+
+/// Only reached if a header above were invalid, which they are not; still, never panic.
+fn fallback() -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+/// Whether a request is a gRPC call, so that errors can be answered in gRPC's terms.
+pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_spec_statuses_and_codes() {
+        let s = || "greeter".to_string();
+        let cases = [
+            (ProxyError::NoRoute { service: s() }, 503, "no-route"),
+            (
+                ProxyError::NoHealthyEndpoint { service: s() },
+                503,
+                "no-healthy-endpoint",
+            ),
+            (
+                ProxyError::UpstreamFailed {
+                    service: s(),
+                    reason: "reset".into(),
+                },
+                502,
+                "upstream-failed",
+            ),
+            (
+                ProxyError::Timeout {
+                    service: s(),
+                    millis: 10,
+                },
+                504,
+                "timeout",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let response = error.to_response(false);
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()["ferry-error"], code);
+            assert!(error.to_string().contains("greeter"));
+        }
+    }
+
+    #[test]
+    fn grpc_callers_get_unavailable_or_deadline_exceeded() {
+        let r = ProxyError::NoRoute {
+            service: "g".into(),
+        }
+        .to_response(true);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        let r = ProxyError::Timeout {
+            service: "g".into(),
+            millis: 1,
+        }
+        .to_response(true);
+        assert_eq!(r.headers()["grpc-status"], "4");
+    }
+}

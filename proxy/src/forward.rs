@@ -1,0 +1,93 @@
+//! One try of a call against one endpoint.
+
+use http::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use ferry_tunnel::{StreamHeader, StreamKind};
+
+use crate::body::{self, Body};
+use crate::client::Upstreams;
+use crate::directory::{Endpoint, Target};
+use crate::remote;
+
+/// Put in a response's extensions: the datacenter of the endpoint that answered.
+#[derive(Clone, Debug)]
+pub(crate) struct ServedBy(pub String);
+
+/// A try that got no response.
+pub(crate) struct Failure {
+    pub reason: String,
+    /// The call never left this node, so any call may be retried.
+    pub unsent: bool,
+    /// The request, when it can be sent again as it is.
+    pub request: Option<Request<Body>>,
+}
+
+/// Sends `request` to `endpoint`. `upgrade` is the caller's side of a protocol switch: on a
+/// `101` answer the two connections are joined.
+pub(crate) async fn forward(
+    endpoint: &Endpoint,
+    service: &str,
+    datacenter: Option<&str>,
+    request: Request<Body>,
+    upgrade: Option<OnUpgrade>,
+    upstreams: &Upstreams,
+) -> Result<Response<Body>, Failure> {
+    let mut response = send(endpoint, service, datacenter, request, upgrade, upstreams).await?;
+    response
+        .extensions_mut()
+        .insert(ServedBy(endpoint.datacenter.clone()));
+    Ok(response)
+}
+
+async fn send(
+    endpoint: &Endpoint,
+    service: &str,
+    datacenter: Option<&str>,
+    request: Request<Body>,
+    upgrade: Option<OnUpgrade>,
+    upstreams: &Upstreams,
+) -> Result<Response<Body>, Failure> {
+    match &endpoint.target {
+        Target::Address(addr) => {
+            let mut response = upstreams
+                .send(*addr, endpoint.protocol, request)
+                .await
+                .map_err(|e| Failure {
+                    reason: e.reason,
+                    unsent: e.connect,
+                    request: None,
+                })?;
+            if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
+                let upstream = hyper::upgrade::on(&mut response);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client, upstream) {
+                        Ok((client, upstream)) => {
+                            let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(upstream));
+                            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                        }
+                        Err(e) => debug!(error = %e, "upgrade failed"),
+                    }
+                });
+            }
+            Ok(response.map(body::boxed))
+        }
+        Target::Node { link, .. } => {
+            let header = StreamHeader {
+                kind: StreamKind::Http,
+                protocol: endpoint.protocol,
+                service: service.to_owned(),
+                datacenter: datacenter.unwrap_or(&endpoint.datacenter).to_owned(),
+            };
+            remote::send(link, &header, request, upgrade)
+                .await
+                .map_err(|f| Failure {
+                    reason: f.reason,
+                    unsent: f.unsent.is_some(),
+                    request: f.unsent,
+                })
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! HTTP messages over a tunnel stream.
+//!
+//! A tunnel stream is a plain byte pipe; this module frames one HTTP exchange on it. Both
+//! directions carry a head, then body frames, then either trailers or an end marker:
+//!
+//! ```text
+//! frame   := type u8 | length u32 | payload
+//! 1 REQUEST   version u8 | flags u8 | method u8+ | path u16+ | authority u16+ | headers
+//! 2 RESPONSE  version u8 | flags u8 | status u16 | headers
+//! 3 DATA      body bytes
+//! 4 TRAILERS  headers       (ends the body)
+//! 5 END                     (ends the body)
+//! headers := count u16, then name u16+ | value u16+ per header
+//! ```
+//!
+//! Flag 1 (`END_STREAM`) says the message has no body frames at all. Flag 2 (`UPGRADE`) on a
+//! request says that after a `101` response (or `200` to a CONNECT) the stream carries raw
+//! bytes both ways. Trailers are what gRPC needs and what HTTP/1.1 between nodes could not
+//! carry; frames keep HTTP/2's semantics without its connection-level state.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use ferry_tunnel::wire::{put_bytes16, put_bytes8, Reader};
+
+/// Body data is cut into frames of at most this size.
+pub const MAX_DATA_FRAME: usize = 64 * 1024;
+/// Heads and trailers larger than this are refused (the listeners cap headers at 64 KiB).
+pub const MAX_HEAD_FRAME: usize = 256 * 1024;
+
+pub const END_STREAM: u8 = 1;
+pub const UPGRADE: u8 = 2;
+
+const REQUEST: u8 = 1;
+const RESPONSE: u8 = 2;
+const DATA: u8 = 3;
+const TRAILERS: u8 = 4;
+const END: u8 = 5;
+
+/// A request head as it crosses the tunnel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestHead {
+    pub version: Version,
+    pub flags: u8,
+    pub method: Method,
+    pub path: String,
+    pub authority: String,
+    pub headers: HeaderMap,
+}
+
+/// A response head as it crosses the tunnel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseHead {
+    pub version: Version,
+    pub flags: u8,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Request(RequestHead),
+    Response(ResponseHead),
+    Data(Bytes),
+    Trailers(HeaderMap),
+    End,
+}
+
+/// Why bytes could not be read as a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    #[error("stream ended in the middle of a message")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ferry_tunnel::Error> for FrameError {
+    fn from(e: ferry_tunnel::Error) -> Self {
+        match e {
+            ferry_tunnel::Error::Malformed(m) => FrameError::Malformed(m),
+            _ => FrameError::Malformed("bad field"),
+        }
+    }
+}
+
+fn version_code(v: Version) -> u8 {
+    match v {
+        Version::HTTP_10 => 0,
+        Version::HTTP_2 => 2,
+        _ => 1,
+    }
+}
+
+fn version_from(code: u8) -> Result<Version, FrameError> {
+    match code {
+        0 => Ok(Version::HTTP_10),
+        1 => Ok(Version::HTTP_11),
+        2 => Ok(Version::HTTP_2),
+        _ => Err(FrameError::Malformed("unknown HTTP version")),
+    }
+}
+
+fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
+    let count = headers.len().min(u16::MAX as usize);
+    out.put_u16(count as u16);
+    for (name, value) in headers.iter().take(count) {
+        put_bytes16(out, name.as_str().as_bytes());
+        put_bytes16(out, value.as_bytes());
+    }
+}
+
+fn get_headers(r: &mut Reader<'_>) -> Result<HeaderMap, FrameError> {
+    let count = r.u16()? as usize;
+    // Each header takes at least four bytes: refuse counts the frame cannot hold.
+    if count * 4 > r.remaining() {
+        return Err(FrameError::Malformed("header count exceeds frame"));
+    }
+    let mut headers = HeaderMap::with_capacity(count);
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(r.bytes16()?)
+            .map_err(|_| FrameError::Malformed("bad header name"))?;
+        let value = HeaderValue::from_bytes(r.bytes16()?)
+            .map_err(|_| FrameError::Malformed("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Starts a frame and returns where its length goes, to be filled by [`finish`].
+fn begin(out: &mut BytesMut, kind: u8) -> usize {
+    out.put_u8(kind);
+    let at = out.len();
+    out.put_u32(0);
+    at
+}
+
+fn finish(out: &mut BytesMut, at: usize) {
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+impl Frame {
+    /// Appends the frame to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Frame::Request(h) => {
+                let at = begin(out, REQUEST);
+                out.put_u8(version_code(h.version));
+                out.put_u8(h.flags);
+                put_bytes8(out, h.method.as_str().as_bytes());
+                put_bytes16(out, h.path.as_bytes());
+                put_bytes16(out, h.authority.as_bytes());
+                put_headers(out, &h.headers);
+                finish(out, at);
+            }
+            Frame::Response(h) => {
+                let at = begin(out, RESPONSE);
+                out.put_u8(version_code(h.version));
+                out.put_u8(h.flags);
+                out.put_u16(h.status.as_u16());
+                put_headers(out, &h.headers);
+                finish(out, at);
+            }
+            Frame::Data(bytes) => {
+                out.put_u8(DATA);
+                out.put_u32(bytes.len() as u32);
+                out.put_slice(bytes);
+            }
+            Frame::Trailers(headers) => {
+                let at = begin(out, TRAILERS);
+                put_headers(out, headers);
+                finish(out, at);
+            }
+            Frame::End => {
+                out.put_u8(END);
+                out.put_u32(0);
+            }
+        }
+    }
+
+    /// Takes one whole frame off the front of `buf`, or returns `None` if more bytes are
+    /// needed. Never panics and never trusts a length before checking it against the limits.
+    pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if buf.len() < 5 {
+            return Ok(None);
+        }
+        let kind = buf[0];
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        let limit = match kind {
+            DATA => MAX_DATA_FRAME,
+            REQUEST | RESPONSE | TRAILERS => MAX_HEAD_FRAME,
+            END => 0,
+            _ => return Err(FrameError::Malformed("unknown frame type")),
+        };
+        if len > limit {
+            return Err(FrameError::Malformed("frame too long"));
+        }
+        if buf.len() < 5 + len {
+            return Ok(None);
+        }
+        buf.advance(5);
+        let payload = buf.split_to(len).freeze();
+        let frame = match kind {
+            DATA => Frame::Data(payload),
+            END => Frame::End,
+            _ => {
+                let mut r = Reader::new(&payload);
+                let frame = match kind {
+                    REQUEST => Frame::Request(decode_request(&mut r)?),
+                    RESPONSE => Frame::Response(decode_response(&mut r)?),
+                    _ => Frame::Trailers(get_headers(&mut r)?),
+                };
+                r.finish()?;
+                frame
+            }
+        };
+        Ok(Some(frame))
+    }
+}
+
+fn decode_request(r: &mut Reader<'_>) -> Result<RequestHead, FrameError> {
+    let version = version_from(r.u8()?)?;
+    let flags = r.u8()?;
+    let method =
+        Method::from_bytes(r.bytes8()?).map_err(|_| FrameError::Malformed("bad method"))?;
+    let path = std::str::from_utf8(r.bytes16()?)
+        .map_err(|_| FrameError::Malformed("path not UTF-8"))?
+        .to_owned();
+    let authority = std::str::from_utf8(r.bytes16()?)
+        .map_err(|_| FrameError::Malformed("authority not UTF-8"))?
+        .to_owned();
+    let headers = get_headers(r)?;
+    Ok(RequestHead {
+        version,
+        flags,
+        method,
+        path,
+        authority,
+        headers,
+    })
+}
+
+fn decode_response(r: &mut Reader<'_>) -> Result<ResponseHead, FrameError> {
+    let version = version_from(r.u8()?)?;
+    let flags = r.u8()?;
+    let status = StatusCode::from_u16(r.u16()?).map_err(|_| FrameError::Malformed("bad status"))?;
+    let headers = get_headers(r)?;
+    Ok(ResponseHead {
+        version,
+        flags,
+        status,
+        headers,
+    })
+}
+
+/// Reads frames from a stream, keeping bytes that arrived past the last frame.
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(io: R) -> Self {
+        FrameReader {
+            io,
+            buf: BytesMut::with_capacity(8 * 1024),
+        }
+    }
+
+    /// The next frame; `Ok(None)` on a clean end of stream between frames.
+    pub async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if let Some(frame) = Frame::decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        }
+    }
+
+    /// The next frame, where the end of the stream would cut a message short.
+    pub async fn expect(&mut self) -> Result<Frame, FrameError> {
+        self.next().await?.ok_or(FrameError::Truncated)
+    }
+
+    /// Gives back the stream and the bytes read past the last frame, for raw (upgraded) use.
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.io, self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/grpc"));
+        h.append("x-multi", HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("b"));
+        h
+    }
+
+    fn frames() -> Vec<Frame> {
+        vec![
+            Frame::Request(RequestHead {
+                version: Version::HTTP_2,
+                flags: UPGRADE,
+                method: Method::POST,
+                path: "/greeter.Greeter/SayHello?x=1".into(),
+                authority: "greeter".into(),
+                headers: headers(),
+            }),
+            Frame::Response(ResponseHead {
+                version: Version::HTTP_11,
+                flags: END_STREAM,
+                status: StatusCode::SWITCHING_PROTOCOLS,
+                headers: headers(),
+            }),
+            Frame::Data(Bytes::from_static(b"hello")),
+            Frame::Trailers(headers()),
+            Frame::End,
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip_one_byte_at_a_time() {
+        let mut wire = BytesMut::new();
+        for f in frames() {
+            f.encode(&mut wire);
+        }
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        for byte in wire {
+            buf.put_u8(byte);
+            if let Some(f) = Frame::decode(&mut buf).expect("valid") {
+                decoded.push(f);
+            }
+        }
+        assert_eq!(decoded, frames());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_and_unknown_frames_are_refused_before_buffering() {
+        let mut buf = BytesMut::from(&[DATA, 0xff, 0xff, 0xff, 0xff][..]);
+        assert!(Frame::decode(&mut buf).is_err());
+        let mut buf = BytesMut::from(&[9u8, 0, 0, 0, 0][..]);
+        assert!(Frame::decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_head_with_garbage_inside_is_refused() {
+        let mut wire = BytesMut::new();
+        frames()[0].encode(&mut wire);
+        wire[6] = 0xee; // method length now points past the frame
+        assert!(Frame::decode(&mut wire).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_mid_frame_is_truncated_not_clean() {
+        let mut wire = BytesMut::new();
+        Frame::Data(Bytes::from_static(b"hello")).encode(&mut wire);
+        let cut = &wire[..wire.len() - 1];
+        let mut reader = FrameReader::new(cut);
+        assert!(matches!(reader.next().await, Err(FrameError::Truncated)));
+    }
+}

@@ -1,0 +1,95 @@
+//! Header hygiene between hops.
+
+use http::{header, HeaderMap, HeaderName, Request};
+
+/// Connection-specific headers (RFC 9110 §7.6.1): they describe one hop, never the next, and
+/// HTTP/2 forbids them outright.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, and any the `Connection` header names. An upgrade keeps its
+/// `Connection: upgrade` and `Upgrade` headers, which the next hop needs to see; `TE: trailers`
+/// is kept because gRPC servers require it.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    if let (true, Some(value)) = (upgrade, upgrade_value) {
+        headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
+        headers.insert(header::UPGRADE, value);
+    }
+}
+
+/// Whether a request asks to switch protocols (WebSocket and friends over HTTP/1.1).
+pub fn wants_upgrade<B>(request: &Request<B>) -> bool {
+    request.headers().contains_key(header::UPGRADE)
+        && request
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_keep_what_they_need() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "keep-alive, x-secret, upgrade".parse().expect("valid"),
+        );
+        h.insert("x-secret", "1".parse().expect("valid"));
+        h.insert("keep-alive", "timeout=5".parse().expect("valid"));
+        h.insert("upgrade", "websocket".parse().expect("valid"));
+        h.insert("te", "trailers, deflate".parse().expect("valid"));
+        h.insert("x-kept", "1".parse().expect("valid"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert!(plain.get("x-secret").is_none() && plain.get("upgrade").is_none());
+        assert_eq!(plain["te"], "trailers");
+        assert_eq!(plain["x-kept"], "1");
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(h.get("keep-alive").is_none());
+    }
+}

@@ -1,0 +1,250 @@
+//! The outbound HTTP listener: HTTP/1.1 and h2c on one port, routed by Host or :authority;
+//! also an HTTP proxy (absolute-form requests) and a CONNECT endpoint.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::{display_name, Outbound};
+use crate::body::{self, Body};
+use crate::error::{is_grpc, ProxyError};
+use crate::forward::{forward, ServedBy};
+use crate::headers::{strip_hop_by_hop, wants_upgrade};
+use crate::metrics::{self, Direction};
+use crate::retry::{Replay, MAX_ATTEMPTS};
+use crate::target::ServiceName;
+
+/// Requests whose headers take more than this are answered 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// A client that has not sent a whole request head by then is disconnected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a draining listener waits for calls in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The hyper server settings every HTTP listener shares.
+pub(crate) fn server_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+}
+
+/// Serves the outbound HTTP listener until `shutdown` turns true, then finishes the calls in
+/// flight (for at most a bounded time) and returns.
+pub async fn serve_http_outbound(
+    listener: TcpListener,
+    outbound: Arc<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = server_builder();
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let outbound = outbound.clone();
+        let service = service_fn(move |request| {
+            let outbound = outbound.clone();
+            async move { Ok::<_, Infallible>(handle(&outbound, request).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%remote, error = %e, "outbound connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("calls still in flight after the drain timeout; closing them");
+    }
+}
+
+/// The service a request names: from the absolute URI or :authority, else the Host header.
+fn service_name<B>(request: &Request<B>) -> Option<ServiceName> {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| request.headers().get(header::HOST)?.to_str().ok())?;
+    ServiceName::from_authority(authority)
+}
+
+async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let grpc = is_grpc(&request);
+    // RFC 9112 §6.1: a message with both is a smuggling attempt or a broken client; answering
+    // 400 and closing the connection is the only safe reading.
+    if request.headers().contains_key(header::TRANSFER_ENCODING)
+        && request.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        let mut response = ProxyError::BadRequest {
+            reason: "both Content-Length and Transfer-Encoding".into(),
+        }
+        .to_response(false);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    let Some(name) = service_name(&request) else {
+        return ProxyError::BadRequest {
+            reason: "no service named in Host or :authority".into(),
+        }
+        .to_response(grpc);
+    };
+    let result = if request.method() == Method::CONNECT {
+        connect(outbound, &name, &mut request).await
+    } else {
+        let upgrade = wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, incoming) = request.into_parts();
+        strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        let request = Request::from_parts(parts, body::boxed(incoming));
+        let deadline = outbound.deadline(&name.service);
+        match tokio::time::timeout(deadline, call(outbound, &name, request, upgrade)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::Timeout {
+                service: display_name(&name),
+                millis: deadline.as_millis(),
+            }),
+        }
+    };
+    let mut response = result.unwrap_or_else(|e| e.to_response(grpc));
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        strip_hop_by_hop(response.headers_mut(), false);
+    }
+    let served_by = response
+        .extensions()
+        .get::<ServedBy>()
+        .map(|s| s.0.as_str());
+    let datacenter = served_by.or(name.datacenter.as_deref()).unwrap_or("");
+    metrics::request(
+        &name.service,
+        datacenter,
+        response.status().as_u16(),
+        Direction::Outbound,
+        started.elapsed(),
+    );
+    response
+}
+
+/// Tries the call on up to [`MAX_ATTEMPTS`] endpoints, as the retry rules allow.
+async fn call(
+    outbound: &Outbound,
+    name: &ServiceName,
+    request: Request<Body>,
+    mut upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, ProxyError> {
+    let candidates = outbound.candidates(name)?;
+    let replay = Replay::of(&request, upgrade.is_some());
+    outbound.budget.deposit();
+    let mut request = Some(request);
+    let mut tried: Vec<String> = Vec::new();
+    let mut last = String::from("no endpoint could be tried");
+    for attempt in 1..=MAX_ATTEMPTS {
+        let untried: Vec<_> = candidates
+            .iter()
+            .filter(|e| !tried.contains(&e.id))
+            .cloned()
+            .collect();
+        let pool = if untried.is_empty() {
+            &candidates
+        } else {
+            &untried
+        };
+        let Some(endpoint) = outbound.balancer.pick(pool) else {
+            break;
+        };
+        let Some(this_try) = request
+            .take()
+            .or_else(|| replay.as_ref().map(Replay::request))
+        else {
+            break;
+        };
+        let in_flight = outbound.balancer.start(&endpoint.id);
+        let datacenter = name.datacenter.as_deref();
+        match forward(
+            endpoint,
+            &name.service,
+            datacenter,
+            this_try,
+            upgrade.take(),
+            &outbound.upstreams,
+        )
+        .await
+        {
+            Ok(response) => {
+                in_flight.done();
+                return Ok(response);
+            }
+            Err(failure) => {
+                drop(in_flight);
+                debug!(service = %name.service, endpoint = %endpoint.id, attempt, reason = %failure.reason, "try failed");
+                last = failure.reason;
+                tried.push(endpoint.id.clone());
+                request = failure.request;
+                let replayable = request.is_some() || replay.is_some();
+                let safe = failure.unsent || replay.as_ref().is_some_and(Replay::idempotent);
+                if !(replayable && safe) || attempt == MAX_ATTEMPTS || !outbound.budget.withdraw() {
+                    break;
+                }
+            }
+        }
+    }
+    Err(ProxyError::UpstreamFailed {
+        service: display_name(name),
+        reason: last,
+    })
+}
+
+/// `CONNECT service:port`: an opaque TCP stream to the service, through the tunnel if need be.
+async fn connect(
+    outbound: &Outbound,
+    name: &ServiceName,
+    request: &mut Request<Incoming>,
+) -> Result<Response<Body>, ProxyError> {
+    let (upstream, _) = outbound.open_tcp(name).await?;
+    let on_upgrade = hyper::upgrade::on(request);
+    let service = name.service.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(client) => {
+                metrics::tcp_connection(&service, Direction::Outbound);
+                if let Ok((sent, received)) = upstream.splice(TokioIo::new(client)).await {
+                    metrics::tcp_bytes(sent, received);
+                }
+            }
+            Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    Ok(Response::new(body::empty()))
+}

@@ -1,0 +1,49 @@
+//! Outbound TCP listeners: each one carries opaque connections to one service.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::Outbound;
+use crate::metrics::{self, Direction};
+use crate::target::ServiceName;
+
+/// Accepts connections for the service `name` until `shutdown` turns true. Connections
+/// already spliced carry on until either side closes them.
+pub async fn serve_tcp_outbound(
+    listener: TcpListener,
+    name: ServiceName,
+    outbound: Arc<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (client, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let _ = client.set_nodelay(true);
+        let outbound = outbound.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            match outbound.open_tcp(&name).await {
+                Ok((upstream, _)) => {
+                    metrics::tcp_connection(&name.service, Direction::Outbound);
+                    match upstream.splice(client).await {
+                        Ok((sent, received)) => metrics::tcp_bytes(sent, received),
+                        Err(e) => debug!(%remote, error = %e, "tcp connection ended with an error"),
+                    }
+                }
+                // A TCP client cannot be told why; the log can.
+                Err(e) => warn!(%remote, error = %e, "closing tcp connection"),
+            }
+        });
+    }
+}

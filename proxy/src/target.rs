@@ -1,0 +1,73 @@
+//! Which service a call is for, read from its Host or :authority.
+
+/// A service name with an optional datacenter pin, as SPEC's routing rules read them:
+/// `greeter`, `greeter.mesh` → any datacenter; `greeter.eu-west`, `greeter.eu-west.mesh` →
+/// only `eu-west`. Any port is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceName {
+    pub service: String,
+    pub datacenter: Option<String>,
+}
+
+impl ServiceName {
+    /// Parses an authority (`host[:port]`). `None` for an empty host or more labels than
+    /// `service.datacenter.mesh`: such a name is not a mesh service.
+    pub fn from_authority(authority: &str) -> Option<ServiceName> {
+        let host = strip_port(authority.trim()).trim_end_matches('.');
+        let host = host.strip_suffix(".mesh").unwrap_or(host);
+        if host.is_empty() || host == "mesh" {
+            return None;
+        }
+        let mut labels = host.splitn(3, '.');
+        let service = labels.next()?.to_ascii_lowercase();
+        let datacenter = labels.next().map(str::to_ascii_lowercase);
+        if labels.next().is_some() || service.is_empty() || datacenter.as_deref() == Some("") {
+            return None;
+        }
+        Some(ServiceName {
+            service,
+            datacenter,
+        })
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    // Take the userinfo off too: `user@host:port` names the same host.
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.rfind(':') {
+        Some(i) if authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &str) -> Option<(String, Option<String>)> {
+        ServiceName::from_authority(a).map(|n| (n.service, n.datacenter))
+    }
+
+    #[test]
+    fn names_follow_the_spec_routing_rules() {
+        let any = |s: &str| Some((s.to_string(), None));
+        let pinned = |s: &str, dc: &str| Some((s.to_string(), Some(dc.to_string())));
+        assert_eq!(parse("greeter"), any("greeter"));
+        assert_eq!(parse("greeter:8080"), any("greeter"));
+        assert_eq!(parse("greeter.mesh"), any("greeter"));
+        assert_eq!(parse("Greeter.MESH:1"), any("greeter"));
+        assert_eq!(parse("greeter.eu-west"), pinned("greeter", "eu-west"));
+        assert_eq!(
+            parse("greeter.eu-west.mesh:443"),
+            pinned("greeter", "eu-west")
+        );
+    }
+
+    #[test]
+    fn other_names_are_not_services() {
+        assert_eq!(parse(""), None);
+        assert_eq!(parse(":80"), None);
+        assert_eq!(parse("a.b.c"), None);
+        assert_eq!(parse("www.example.com"), None);
+    }
+}

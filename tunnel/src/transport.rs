@@ -1,0 +1,80 @@
+//! The node's QUIC endpoint: one UDP socket that dials and accepts links.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{TransportConfig, VarInt};
+
+use crate::link::Link;
+use crate::{tls, Error};
+
+/// Keep-alives go out often enough that a dead peer is noticed well within the idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_millis(300);
+/// A link with no packets from its peer for this long is dead: its routes are withdrawn.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Streams are cheap; a node proxying many concurrent calls needs many.
+const MAX_STREAMS: u32 = 10_000;
+
+/// Dials and accepts links on one UDP socket.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+}
+
+fn transport_config() -> Result<Arc<TransportConfig>, Error> {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .map_err(|_| Error::Setup("idle timeout out of range".into()))?,
+    ));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+    t.max_concurrent_uni_streams(VarInt::from_u32(16));
+    Ok(Arc::new(t))
+}
+
+impl Transport {
+    /// Binds the tunnel's UDP socket.
+    pub fn bind(listen: SocketAddr) -> Result<Transport, Error> {
+        let transport = transport_config()?;
+        let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto()?);
+        server.transport_config(transport.clone());
+        let mut endpoint = quinn::Endpoint::server(server, listen)
+            .map_err(|e| Error::Setup(format!("cannot bind tunnel on udp {listen}: {e}")))?;
+        let mut client = quinn::ClientConfig::new(tls::client_crypto()?);
+        client.transport_config(transport);
+        endpoint.set_default_client_config(client);
+        Ok(Transport { endpoint })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Dials a peer.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Link, Error> {
+        let connect_error = |reason: String| Error::Connect {
+            addr: addr.to_string(),
+            reason,
+        };
+        let connecting = self
+            .endpoint
+            .connect(addr, tls::SERVER_NAME)
+            .map_err(|e| connect_error(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+        Ok(Link::new(conn))
+    }
+
+    /// Waits for the next incoming connection attempt; `None` once the transport is closed.
+    /// The caller finishes each handshake on its own task so a slow one holds up no other.
+    pub(crate) async fn accept(&self) -> Option<quinn::Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// Closes every link at once, telling peers.
+    pub fn close(&self) {
+        self.endpoint.close(VarInt::from_u32(0), b"node stopping");
+    }
+}
