@@ -366,7 +366,7 @@ mod tests {
     fn a_head_with_garbage_inside_is_refused() {
         let mut wire = BytesMut::new();
         frames()[0].encode(&mut wire);
-        wire[6] = 0xee; // method length now points past the frame
+        wire[7] = 0xee; // method length now points past the frame
         assert!(Frame::decode(&mut wire).is_err());
     }
 

@@ -13,14 +13,16 @@ impl ServiceName {
     /// Parses an authority (`host[:port]`). `None` for an empty host or more labels than
     /// `service.datacenter.mesh`: such a name is not a mesh service.
     pub fn from_authority(authority: &str) -> Option<ServiceName> {
-        let host = strip_port(authority.trim()).trim_end_matches('.');
-        let host = host.strip_suffix(".mesh").unwrap_or(host);
+        let host = strip_port(authority.trim())
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let host = host.strip_suffix(".mesh").unwrap_or(&host);
         if host.is_empty() || host == "mesh" {
             return None;
         }
         let mut labels = host.splitn(3, '.');
-        let service = labels.next()?.to_ascii_lowercase();
-        let datacenter = labels.next().map(str::to_ascii_lowercase);
+        let service = labels.next()?.to_owned();
+        let datacenter = labels.next().map(str::to_owned);
         if labels.next().is_some() || service.is_empty() || datacenter.as_deref() == Some("") {
             return None;
         }
