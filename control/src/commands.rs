@@ -83,7 +83,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init_logs(config.log.format);
+    telemetry::init_logs(config.log.format, "info");
     let metrics = match telemetry::init_metrics() {
         Ok(handle) => Some(handle),
         Err(e) => return fail(e),

@@ -89,14 +89,17 @@ pub async fn serve_http_outbound(
     }
 }
 
-/// The service a request names: from the absolute URI or :authority, else the Host header.
+/// The service a request names: from the absolute URI or :authority, else the Host header
+/// (an authority that is an address, not a name, falls through to Host).
 fn service_name<B>(request: &Request<B>) -> Option<ServiceName> {
-    let authority = request
+    let from_uri = request
         .uri()
         .authority()
-        .map(|a| a.as_str())
-        .or_else(|| request.headers().get(header::HOST)?.to_str().ok())?;
-    ServiceName::from_authority(authority)
+        .and_then(|a| ServiceName::from_authority(a.as_str()));
+    from_uri.or_else(|| {
+        let host = request.headers().get(header::HOST)?.to_str().ok()?;
+        ServiceName::from_authority(host)
+    })
 }
 
 async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response<Body> {

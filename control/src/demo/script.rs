@@ -1,0 +1,238 @@
+//! The demo's script: each step prints what it does, how long it took, and whether it
+//! worked.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::{DemoService, Mesh};
+
+/// How long a step may poll for the state it waits for.
+const STEP_DEADLINE: Duration = Duration::from_secs(10);
+
+struct Answer {
+    status: StatusCode,
+    error: Option<String>,
+    body: String,
+    elapsed: Duration,
+}
+
+struct Caller {
+    http1: Client<HttpConnector, Empty<Bytes>>,
+    outbound: std::net::SocketAddr,
+}
+
+impl Caller {
+    fn new(outbound: std::net::SocketAddr) -> Caller {
+        let http1 = Client::builder(TokioExecutor::new()).build_http();
+        Caller { http1, outbound }
+    }
+
+    async fn call(&self, host: &str, http2: bool) -> Result<Answer, String> {
+        let started = Instant::now();
+        let response = if http2 {
+            // HTTP/2 names the service in :authority, as curl does from a Host header.
+            let request = Request::get(format!("http://{host}/hello"))
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())?;
+            let stream = tokio::net::TcpStream::connect(self.outbound)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            let request = Request::get(format!("http://{}/hello", self.outbound))
+                .header(http::header::HOST, host)
+                .body(Empty::new())
+                .map_err(|e| e.to_string())?;
+            self.http1
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let status = response.status();
+        let error = response
+            .headers()
+            .get("ferry-error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            error,
+            body: String::from_utf8_lossy(&body).trim().to_owned(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Calls until `want` holds for the answer, or the step deadline passes.
+    async fn until(
+        &self,
+        host: &str,
+        want: impl Fn(&Answer) -> bool,
+    ) -> Result<(Answer, Duration), String> {
+        let started = Instant::now();
+        loop {
+            let answer = self.call(host, false).await?;
+            if want(&answer) {
+                return Ok((answer, started.elapsed()));
+            }
+            if started.elapsed() > STEP_DEADLINE {
+                return Err(format!(
+                    "still {} after {:?}: {}",
+                    answer.status, STEP_DEADLINE, answer.body
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Progress {
+    step: usize,
+    total: usize,
+    ok: bool,
+}
+
+impl Progress {
+    fn report(&mut self, what: &str, result: Result<String, String>) {
+        self.step += 1;
+        match result {
+            Ok(detail) => println!("[{}/{}] ✓ {what}: {detail}", self.step, self.total),
+            Err(why) => {
+                self.ok = false;
+                println!("[{}/{}] ✗ {what}: {why}", self.step, self.total);
+            }
+        }
+    }
+}
+
+fn expect(answer: &Answer, status: StatusCode) -> Result<String, String> {
+    if answer.status == status {
+        Ok(format!(
+            "{} {} in {}",
+            answer.status.as_u16(),
+            answer.error.as_deref().unwrap_or(&answer.body),
+            ms(answer.elapsed)
+        ))
+    } else {
+        Err(format!("got {} ({})", answer.status, answer.body))
+    }
+}
+
+/// Runs every step; `true` if all worked.
+pub async fn run(mesh: &mut Mesh) -> bool {
+    let caller = Caller::new(mesh.outbound);
+    let mut p = Progress {
+        step: 0,
+        total: 7,
+        ok: true,
+    };
+    let healthy = |a: &Answer| a.status == StatusCode::OK;
+
+    let joined = caller.until("greeter", healthy).await;
+    p.report(
+        "node a learns greeter from node b over the tunnel",
+        joined.map(|(_, waited)| format!("first answer after {}", ms(waited))),
+    );
+
+    let one = caller.call("greeter", false).await;
+    p.report(
+        "HTTP/1.1 call: app → a → tunnel → b → greeter",
+        one.and_then(|a| expect(&a, StatusCode::OK)),
+    );
+
+    let two = caller.call("greeter.dc1.mesh", true).await;
+    p.report(
+        "HTTP/2 (h2c) call, datacenter pinned: greeter.dc1.mesh",
+        two.and_then(|a| expect(&a, StatusCode::OK)),
+    );
+
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        if let Ok(answer) = caller.call("greeter", false).await {
+            if answer.status == StatusCode::OK {
+                latencies.push(answer.elapsed);
+            }
+        }
+    }
+    latencies.sort();
+    let burst = match latencies.len() {
+        50 => Ok(format!(
+            "p50 {} · p99 {}",
+            ms(latencies[24]),
+            ms(latencies[49])
+        )),
+        n => Err(format!("only {n} of 50 calls succeeded")),
+    };
+    p.report("50 calls in a row", burst);
+
+    let missing = caller.call("billing", false).await;
+    p.report(
+        "a service nobody fronts answers at once",
+        missing.and_then(|a| expect(&a, StatusCode::SERVICE_UNAVAILABLE)),
+    );
+
+    if let Some(greeter) = mesh.greeter.take() {
+        greeter.kill();
+    }
+    let killed = Instant::now();
+    let down = caller
+        .until("greeter", |a| {
+            a.error.as_deref() == Some("no-healthy-endpoint")
+        })
+        .await;
+    p.report(
+        "greeter killed: b's health check takes it out, a answers 503 no-healthy-endpoint",
+        down.map(|_| format!("{} after the kill", ms(killed.elapsed()))),
+    );
+
+    let back = match DemoService::start(
+        mesh.greeter_addr,
+        "hello again from greeter on node b".into(),
+    )
+    .await
+    {
+        Ok(service) => {
+            mesh.greeter = Some(service);
+            let restarted = Instant::now();
+            caller
+                .until("greeter", healthy)
+                .await
+                .map(|(a, _)| format!("{} — {} after the restart", a.body, ms(restarted.elapsed())))
+        }
+        Err(e) => Err(format!("cannot restart greeter: {e}")),
+    };
+    p.report("greeter restarted: traffic returns", back);
+
+    println!(
+        "\n{}",
+        if p.ok {
+            "Every step worked."
+        } else {
+            "Some steps failed."
+        }
+    );
+    p.ok
+}
