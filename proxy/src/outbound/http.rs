@@ -2,6 +2,7 @@
 //! also an HTTP proxy (absolute-form requests) and a CONNECT endpoint.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::framing::Guarded;
 use super::{display_name, Outbound};
 use crate::body::{self, Body};
 use crate::error::{is_grpc, ProxyError};
@@ -68,9 +70,18 @@ pub async fn serve_http_outbound(
         };
         let _ = stream.set_nodelay(true);
         let outbound = outbound.clone();
-        let service = service_fn(move |request| {
+        let (stream, conflict) = Guarded::new(stream);
+        let requests = Arc::new(AtomicU64::new(0));
+        let service = service_fn(move |request: Request<Incoming>| {
             let outbound = outbound.clone();
-            async move { Ok::<_, Infallible>(handle(&outbound, request).await) }
+            let smuggled = request.version() != http::Version::HTTP_2
+                && conflict.is(requests.fetch_add(1, Ordering::Relaxed));
+            async move {
+                if smuggled {
+                    return Ok::<_, Infallible>(conflicting_framing());
+                }
+                Ok(handle(&outbound, request).await)
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -102,23 +113,22 @@ fn service_name<B>(request: &Request<B>) -> Option<ServiceName> {
     })
 }
 
+/// RFC 9112 §6.1: a request with both `Content-Length` and `Transfer-Encoding` is a
+/// smuggling attempt or a broken client; answer 400 and close the connection.
+fn conflicting_framing() -> Response<Body> {
+    let mut response = ProxyError::BadRequest {
+        reason: "both Content-Length and Transfer-Encoding".into(),
+    }
+    .to_response(false);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let grpc = is_grpc(&request);
-    // RFC 9112 §6.1: a message with both is a smuggling attempt or a broken client; answering
-    // 400 and closing the connection is the only safe reading.
-    if request.headers().contains_key(header::TRANSFER_ENCODING)
-        && request.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        let mut response = ProxyError::BadRequest {
-            reason: "both Content-Length and Transfer-Encoding".into(),
-        }
-        .to_response(false);
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
     let Some(name) = service_name(&request) else {
         return ProxyError::BadRequest {
             reason: "no service named in Host or :authority".into(),

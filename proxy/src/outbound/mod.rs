@@ -1,5 +1,6 @@
 //! The outbound side: entry points for the local application.
 
+mod framing;
 mod http;
 mod tcp;
 
