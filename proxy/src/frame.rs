@@ -355,6 +355,23 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let len = (x % 64) as usize;
+            let mut buf = BytesMut::new();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly small bytes: frame types and lengths that look plausible.
+                buf.put_u8((x % 8) as u8);
+            }
+            while let Ok(Some(_)) = Frame::decode(&mut buf) {}
+        }
+    }
+
+    #[test]
     fn oversized_and_unknown_frames_are_refused_before_buffering() {
         let mut buf = BytesMut::from(&[DATA, 0xff, 0xff, 0xff, 0xff][..]);
         assert!(Frame::decode(&mut buf).is_err());

@@ -16,6 +16,8 @@ mod directory;
 mod error;
 mod forward;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod inbound;
 mod metrics;

@@ -145,6 +145,13 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        for bytes in crate::wire::garbage(20_000, 120) {
+            let _ = Catalog::decode(&bytes);
+        }
+    }
+
+    #[test]
     fn a_huge_entry_count_is_refused_without_allocating() {
         let mut out = BytesMut::new();
         Catalog {

@@ -173,6 +173,13 @@ mod tests {
     }
 
     #[test]
+    fn garbage_never_panics() {
+        for bytes in crate::wire::garbage(20_000, 40) {
+            let _ = StreamHeader::decode(&bytes);
+        }
+    }
+
+    #[test]
     fn unknown_versions_kinds_and_protocols_are_refused() {
         for (i, bad) in [(0, 9u8), (1, 7), (2, 0)] {
             let mut out = BytesMut::new();

@@ -86,6 +86,28 @@ pub fn put_bytes16(out: &mut BytesMut, b: &[u8]) {
     out.put_slice(&b[..n]);
 }
 
+/// Seeded pseudo-random buffers for tests that throw garbage at decoders.
+#[cfg(test)]
+pub(crate) fn garbage(count: usize, max_len: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..count).map(move |_| {
+        let len = (next() % max_len as u64) as usize;
+        // Small values dominate, so lengths and counts often look plausible.
+        (0..len)
+            .map(|_| match next() % 4 {
+                0 => next() as u8,
+                _ => (next() % 8) as u8,
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

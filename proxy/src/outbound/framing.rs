@@ -273,6 +273,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     }
 }
 
+/// Runs the guard over `data` in pieces whose size the first byte chooses.
+pub(crate) fn fuzz(data: &[u8]) {
+    let Some((&step, rest)) = data.split_first() else {
+        return;
+    };
+    let mut framing = Framing::new(Conflict::new());
+    for piece in rest.chunks(step.max(1) as usize) {
+        framing.feed(piece);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +321,27 @@ POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r
         .into_bytes();
         input.extend_from_slice(inner);
         assert_eq!(follow(&input, 5), (1, None));
+    }
+
+    const ALPHABET: &[u8] =
+        b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n0a;\r\n";
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let len = (x % 300) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Mostly header-ish bytes, so the parser gets past the first line.
+                    ALPHABET[(x as usize + i) % ALPHABET.len()]
+                })
+                .collect();
+            fuzz(&bytes);
+        }
     }
 
     #[test]

@@ -20,6 +20,11 @@ use crate::retry::RetryBudget;
 use crate::target::ServiceName;
 
 pub use self::http::serve_http_outbound;
+
+/// For the fuzz target: runs the framing guard over `data`, split where its first byte says.
+pub(crate) fn feed_framing_guard(data: &[u8]) {
+    framing::fuzz(data);
+}
 pub use self::tcp::serve_tcp_outbound;
 
 /// How long a TCP connection to an endpoint may take to open.
