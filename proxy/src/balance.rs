@@ -12,7 +12,17 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::directory::Endpoint;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::Response;
+use tower::{Service, ServiceExt};
+
+use crate::body::Body;
+use crate::call::{Call, CallError};
+use crate::directory::{candidates, Directory, Endpoint};
+use crate::error::ProxyError;
 
 /// The estimate an endpoint starts with, before any sample (linkerd2-proxy's default).
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
@@ -159,6 +169,72 @@ impl Drop for InFlight {
             self.balancer
                 .finish(&self.endpoint, self.started.elapsed().max(FAILURE_PENALTY));
         }
+    }
+}
+
+/// The balancer layer: resolves the call's service, keeps the eligible endpoints (healthy,
+/// nearest datacenter first), picks one, and times the try for the latency estimate.
+#[derive(Clone)]
+pub(crate) struct Balance<S> {
+    directory: Arc<dyn Directory>,
+    balancer: Balancer,
+    inner: S,
+}
+
+impl<S> Balance<S> {
+    pub fn new(directory: Arc<dyn Directory>, balancer: Balancer, inner: S) -> Self {
+        Balance {
+            directory,
+            balancer,
+            inner,
+        }
+    }
+}
+
+impl<S> Service<Call> for Balance<S>
+where
+    S: Service<(Endpoint, Call), Response = Response<Body>, Error = CallError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, CallError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let picked = candidates(self.directory.as_ref(), &call.name).and_then(|eligible| {
+            self.balancer
+                .pick(&eligible)
+                .cloned()
+                .ok_or_else(|| ProxyError::NoHealthyEndpoint {
+                    service: call.name.to_string(),
+                })
+        });
+        let balancer = self.balancer.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let endpoint = match picked {
+                Ok(endpoint) => endpoint,
+                Err(error) => {
+                    return Err(CallError {
+                        error,
+                        unsent: true,
+                    })
+                }
+            };
+            let in_flight = balancer.start(&endpoint.id);
+            let result = inner.oneshot((endpoint, call)).await;
+            if result.is_ok() {
+                in_flight.done();
+            }
+            result
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ferry_tunnel::{Link, Protocol};
 
+use crate::error::ProxyError;
 use crate::target::ServiceName;
 
 /// How to reach an endpoint.
@@ -55,6 +56,24 @@ pub trait Directory: Send + Sync + 'static {
     fn local_service(&self, service: &str) -> Option<(SocketAddr, Protocol)>;
     /// The datacenter this node is in, which routing prefers.
     fn datacenter(&self) -> String;
+}
+
+/// The endpoints a call to `name` may use, or the error that answers it.
+pub(crate) fn candidates(
+    directory: &dyn Directory,
+    name: &ServiceName,
+) -> Result<Vec<Endpoint>, ProxyError> {
+    let endpoints = match directory.resolve(name) {
+        Resolution::NoRoute => {
+            return Err(ProxyError::NoRoute {
+                service: name.to_string(),
+            })
+        }
+        Resolution::Endpoints(endpoints) => endpoints,
+    };
+    eligible(&endpoints, &directory.datacenter()).ok_or_else(|| ProxyError::NoHealthyEndpoint {
+        service: name.to_string(),
+    })
 }
 
 /// The endpoints a call may go to, by SPEC's rule: healthy ones in the local datacenter;

@@ -11,7 +11,9 @@
 
 pub mod balance;
 pub mod body;
+mod call;
 mod client;
+mod deadline;
 mod directory;
 mod error;
 mod forward;

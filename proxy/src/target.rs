@@ -33,6 +33,16 @@ impl ServiceName {
     }
 }
 
+/// The name as a caller writes it: `greeter` or `greeter.dc2`.
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.datacenter {
+            Some(dc) => write!(f, "{}.{dc}", self.service),
+            None => f.write_str(&self.service),
+        }
+    }
+}
+
 fn strip_port(authority: &str) -> &str {
     // Take the userinfo off too: `user@host:port` names the same host.
     let authority = authority.rsplit('@').next().unwrap_or(authority);

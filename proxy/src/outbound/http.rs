@@ -16,14 +16,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use tower::ServiceExt;
+
 use super::framing::Guarded;
-use super::{display_name, Outbound};
+use super::Outbound;
 use crate::body::{self, Body};
+use crate::call::Call;
 use crate::error::{is_grpc, ProxyError};
-use crate::forward::{forward, ServedBy};
+use crate::forward::ServedBy;
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
 use crate::metrics::{self, Direction};
-use crate::retry::{Replay, MAX_ATTEMPTS};
 use crate::target::ServiceName;
 
 /// Requests whose headers take more than this are answered 431.
@@ -142,14 +144,12 @@ async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response
         let (mut parts, incoming) = request.into_parts();
         strip_hop_by_hop(&mut parts.headers, upgrade.is_some());
         let request = Request::from_parts(parts, body::boxed(incoming));
-        let deadline = outbound.deadline(&name.service);
-        match tokio::time::timeout(deadline, call(outbound, &name, request, upgrade)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProxyError::Timeout {
-                service: display_name(&name),
-                millis: deadline.as_millis(),
-            }),
-        }
+        let call = Call::new(name.clone(), request, upgrade);
+        outbound
+            .http_stack()
+            .oneshot(call)
+            .await
+            .map_err(|e| e.error)
     };
     let mut response = result.unwrap_or_else(|e| e.to_response(grpc));
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -168,75 +168,6 @@ async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response
         started.elapsed(),
     );
     response
-}
-
-/// Tries the call on up to [`MAX_ATTEMPTS`] endpoints, as the retry rules allow.
-async fn call(
-    outbound: &Outbound,
-    name: &ServiceName,
-    request: Request<Body>,
-    mut upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Result<Response<Body>, ProxyError> {
-    let candidates = outbound.candidates(name)?;
-    let replay = Replay::of(&request, upgrade.is_some());
-    outbound.budget.deposit();
-    let mut request = Some(request);
-    let mut tried: Vec<String> = Vec::new();
-    let mut last = String::from("no endpoint could be tried");
-    for attempt in 1..=MAX_ATTEMPTS {
-        let untried: Vec<_> = candidates
-            .iter()
-            .filter(|e| !tried.contains(&e.id))
-            .cloned()
-            .collect();
-        let pool = if untried.is_empty() {
-            &candidates
-        } else {
-            &untried
-        };
-        let Some(endpoint) = outbound.balancer.pick(pool) else {
-            break;
-        };
-        let Some(this_try) = request
-            .take()
-            .or_else(|| replay.as_ref().map(Replay::request))
-        else {
-            break;
-        };
-        let in_flight = outbound.balancer.start(&endpoint.id);
-        let datacenter = name.datacenter.as_deref();
-        match forward(
-            endpoint,
-            &name.service,
-            datacenter,
-            this_try,
-            upgrade.take(),
-            &outbound.upstreams,
-        )
-        .await
-        {
-            Ok(response) => {
-                in_flight.done();
-                return Ok(response);
-            }
-            Err(failure) => {
-                drop(in_flight);
-                debug!(service = %name.service, endpoint = %endpoint.id, attempt, reason = %failure.reason, "try failed");
-                last = failure.reason;
-                tried.push(endpoint.id.clone());
-                request = failure.request;
-                let replayable = request.is_some() || replay.is_some();
-                let safe = failure.unsent || replay.as_ref().is_some_and(Replay::idempotent);
-                if !(replayable && safe) || attempt == MAX_ATTEMPTS || !outbound.budget.withdraw() {
-                    break;
-                }
-            }
-        }
-    }
-    Err(ProxyError::UpstreamFailed {
-        service: display_name(name),
-        reason: last,
-    })
 }
 
 /// `CONNECT service:port`: an opaque TCP stream to the service, through the tunnel if need be.

@@ -12,11 +12,15 @@ use tokio::net::TcpStream;
 
 use ferry_tunnel::{StreamHeader, StreamKind, TunnelStream};
 
-use crate::balance::Balancer;
+use tower::retry::Retry;
+
+use crate::balance::{Balance, Balancer};
 use crate::client::Upstreams;
-use crate::directory::{eligible, Directory, Endpoint, Resolution, Target};
+use crate::deadline::Deadline;
+use crate::directory::{candidates, Directory, Endpoint, Target};
 use crate::error::ProxyError;
-use crate::retry::RetryBudget;
+use crate::forward::Forward;
+use crate::retry::RetryPolicy;
 use crate::target::ServiceName;
 
 pub use self::http::serve_http_outbound;
@@ -47,14 +51,27 @@ impl Default for OutboundSettings {
     }
 }
 
+impl OutboundSettings {
+    pub(crate) fn deadline_for(&self, service: &str) -> Duration {
+        self.service_deadlines
+            .get(service)
+            .copied()
+            .unwrap_or(self.deadline)
+    }
+}
+
+/// The outbound HTTP stack, built bottom-up as linkerd2-proxy builds its own: each try goes
+/// to one endpoint ([`Forward`]), picked by the balancer ([`Balance`]), retried by policy
+/// ([`RetryPolicy`]), all within the service's deadline ([`Deadline`]).
+pub(crate) type HttpStack = Deadline<Retry<RetryPolicy, Balance<Forward>>>;
+
 /// What every outbound listener shares: where services are, how to reach them, and the
 /// balancer and retry budget that span all calls.
 pub struct Outbound {
     directory: Arc<dyn Directory>,
-    upstreams: Upstreams,
     balancer: Balancer,
-    budget: RetryBudget,
-    settings: RwLock<Arc<OutboundSettings>>,
+    settings: Arc<RwLock<Arc<OutboundSettings>>>,
+    stack: HttpStack,
 }
 
 impl Outbound {
@@ -63,12 +80,17 @@ impl Outbound {
         upstreams: Upstreams,
         settings: OutboundSettings,
     ) -> Arc<Outbound> {
+        let balancer = Balancer::default();
+        let settings = Arc::new(RwLock::new(Arc::new(settings)));
+        let forward = Forward::new(upstreams);
+        let balance = Balance::new(directory.clone(), balancer.clone(), forward);
+        let retry = Retry::new(RetryPolicy::new(), balance);
+        let stack = Deadline::new(settings.clone(), retry);
         Arc::new(Outbound {
             directory,
-            upstreams,
-            balancer: Balancer::default(),
-            budget: RetryBudget::default(),
-            settings: RwLock::new(Arc::new(settings)),
+            balancer,
+            settings,
+            stack,
         })
     }
 
@@ -77,40 +99,15 @@ impl Outbound {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 
-    fn deadline(&self, service: &str) -> Duration {
-        let settings = self
-            .settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        settings
-            .service_deadlines
-            .get(service)
-            .copied()
-            .unwrap_or(settings.deadline)
-    }
-
-    /// The endpoints a call to `name` may use, or the error that answers it.
-    fn candidates(&self, name: &ServiceName) -> Result<Vec<Endpoint>, ProxyError> {
-        let endpoints = match self.directory.resolve(name) {
-            Resolution::NoRoute => {
-                return Err(ProxyError::NoRoute {
-                    service: display_name(name),
-                })
-            }
-            Resolution::Endpoints(endpoints) => endpoints,
-        };
-        eligible(&endpoints, &self.directory.datacenter()).ok_or_else(|| {
-            ProxyError::NoHealthyEndpoint {
-                service: display_name(name),
-            }
-        })
+    /// The stack, ready to take one call.
+    pub(crate) fn http_stack(&self) -> HttpStack {
+        self.stack.clone()
     }
 
     /// Opens an opaque byte stream to one of the service's endpoints, trying others when one
     /// cannot be reached.
     async fn open_tcp(&self, name: &ServiceName) -> Result<(Upstream, String), ProxyError> {
-        let candidates = self.candidates(name)?;
+        let candidates = candidates(self.directory.as_ref(), name)?;
         let mut last = String::new();
         let mut tried: Vec<&str> = Vec::new();
         for _ in 0..crate::retry::MAX_ATTEMPTS.min(candidates.len()) {
@@ -137,17 +134,9 @@ impl Outbound {
             }
         }
         Err(ProxyError::UpstreamFailed {
-            service: display_name(name),
+            service: name.to_string(),
             reason: last,
         })
-    }
-}
-
-/// The name as the caller wrote it, for error lines.
-fn display_name(name: &ServiceName) -> String {
-    match &name.datacenter {
-        Some(dc) => format!("{}.{dc}", name.service),
-        None => name.service.clone(),
     }
 }
 

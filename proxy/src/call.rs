@@ -1,0 +1,122 @@
+//! The unit that travels down the outbound stack: one call to a service, cheap to clone so
+//! that the retry layer can hold on to it.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request};
+use hyper::upgrade::OnUpgrade;
+
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::target::ServiceName;
+
+/// One call, shared by all its tries.
+///
+/// The request sits in a slot that the first try takes. A try that fails before the request
+/// left this node puts it back, so the next try can send it, body and all. A bodiless request
+/// is also kept as a template, so it can be sent again even after a try consumed it.
+#[derive(Clone)]
+pub(crate) struct Call {
+    pub name: Arc<ServiceName>,
+    request: Arc<Mutex<Option<Request<Body>>>>,
+    template: Option<Arc<Template>>,
+    upgrade: Arc<Mutex<Option<OnUpgrade>>>,
+    upgrading: bool,
+}
+
+/// What it takes to send a bodiless request again.
+struct Template {
+    method: Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Call {
+    pub fn new(name: ServiceName, request: Request<Body>, upgrade: Option<OnUpgrade>) -> Call {
+        use http_body::Body as _;
+        // Upgrades are never replayed: the caller's connection is handed over on the first.
+        let template = (upgrade.is_none() && request.body().is_end_stream()).then(|| {
+            Arc::new(Template {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                version: request.version(),
+                headers: request.headers().clone(),
+            })
+        });
+        Call {
+            upgrading: upgrade.is_some(),
+            name: Arc::new(name),
+            request: Arc::new(Mutex::new(Some(request))),
+            template,
+            upgrade: Arc::new(Mutex::new(upgrade)),
+        }
+    }
+
+    /// The request to send on this try, or `None` if it left on an earlier try and cannot be
+    /// rebuilt.
+    pub fn take_request(&self) -> Option<Request<Body>> {
+        lock(&self.request).take().or_else(|| {
+            self.template.as_ref().map(|t| {
+                let mut request = Request::new(body::empty());
+                *request.method_mut() = t.method.clone();
+                *request.uri_mut() = t.uri.clone();
+                *request.version_mut() = t.version;
+                *request.headers_mut() = t.headers.clone();
+                request
+            })
+        })
+    }
+
+    /// Puts back a request that never left, for the next try.
+    pub fn give_back(&self, request: Request<Body>) {
+        *lock(&self.request) = Some(request);
+    }
+
+    pub fn take_upgrade(&self) -> Option<OnUpgrade> {
+        lock(&self.upgrade).take()
+    }
+
+    /// Whether another try has a request to send. A call that upgrades never has: the
+    /// caller's side of the upgrade went with the first try.
+    pub fn can_retry(&self) -> bool {
+        !self.upgrading && (self.template.is_some() || lock(&self.request).is_some())
+    }
+
+    /// Whether a try that may have reached the service can be repeated safely: idempotent
+    /// (RFC 9110 §9.2.2) and rebuilt from its template.
+    pub fn idempotent(&self) -> bool {
+        self.template.as_ref().is_some_and(|t| {
+            matches!(
+                t.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            )
+        })
+    }
+}
+
+/// Why a try failed, and whether its request ever left this node.
+#[derive(Debug)]
+pub(crate) struct CallError {
+    pub error: ProxyError,
+    /// The request never reached the endpoint: any call may be tried again.
+    pub unsent: bool,
+}
+
+impl From<ProxyError> for CallError {
+    fn from(error: ProxyError) -> Self {
+        CallError {
+            error,
+            unsent: false,
+        }
+    }
+}
