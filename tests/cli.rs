@@ -50,7 +50,7 @@ fn keygen_refuses_to_overwrite_an_existing_key() {
     let key = dir.join("node.key");
     let path = key.to_str().unwrap();
     assert!(ferry(&["keygen", "--out", path], dir.path()).success());
-    let before = fs::read(&key).unwrap();
+    let before = fs::read(&key).expect("the first keygen wrote the key file");
     let again = ferry(&["keygen", "--out", path], dir.path());
     assert!(
         !again.success(),
@@ -76,6 +76,7 @@ fn pubkey_prints_the_key_that_keygen_printed() {
     assert!(generated.success(), "keygen failed: {generated:?}");
     let shown = ferry(&["pubkey", "--key", path], dir.path());
     assert!(shown.success(), "pubkey failed: {shown:?}");
+    assert_public_key(&last_line(&shown.stdout));
     assert_eq!(last_line(&shown.stdout), last_line(&generated.stdout));
 }
 

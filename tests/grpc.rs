@@ -16,7 +16,7 @@ fn grpc_node(raw: &str) -> (Backend, Node) {
         .start();
     wait_ready(&node);
     eventually(Duration::from_secs(20), || {
-        node.check_alive()?;
+        node.assert_alive();
         let outcome = grpc_call(node.outbound, "greeter", "SayHello", &["warmup"]);
         match outcome.code.as_str() {
             "OK" => Ok(()),

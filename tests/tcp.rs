@@ -16,7 +16,7 @@ fn redis_commands_pass_through_a_tcp_outbound() {
     wait_ready(&node);
     let outbound = node.tcp_outbound("redis");
     eventually(Duration::from_secs(20), || {
-        node.check_alive()?;
+        node.assert_alive();
         match redis_cli(outbound, &["PING"])?.as_str() {
             "PONG" => Ok(()),
             other => Err(format!("PING through the outbound: {other}")),

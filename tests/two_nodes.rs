@@ -82,8 +82,10 @@ fn server_sent_events_stream_across_the_pair() {
 #[test]
 fn grpc_streams_cross_the_pair() {
     let grpc = Backend::grpc("grpc-on-b");
-    let (a, _b) = pair(vec![Service::grpc("greeter", grpc.address)], &[]);
+    let (a, b) = pair(vec![Service::grpc("greeter", grpc.address)], &[]);
     eventually(Duration::from_secs(20), || {
+        a.assert_alive();
+        b.assert_alive();
         let outcome = grpc_call(a.outbound, "greeter", "SayHello", &["warmup"]);
         match outcome.code.as_str() {
             "OK" => Ok(()),
@@ -98,9 +100,11 @@ fn grpc_streams_cross_the_pair() {
 #[test]
 fn redis_reaches_b_through_a_tcp_outbound_on_a() {
     let redis = Backend::redis("redis-on-b");
-    let (a, _b) = pair(vec![Service::tcp("redis", redis.address)], &["redis"]);
+    let (a, b) = pair(vec![Service::tcp("redis", redis.address)], &["redis"]);
     let outbound = a.tcp_outbound("redis");
     eventually(Duration::from_secs(20), || {
+        a.assert_alive();
+        b.assert_alive();
         match redis_cli(outbound, &["PING"])?.as_str() {
             "PONG" => Ok(()),
             other => Err(format!("PING through A: {other}")),
@@ -120,8 +124,10 @@ fn redis_reaches_b_through_a_tcp_outbound_on_a() {
 #[test]
 fn websocket_crosses_the_pair() {
     let echo = Backend::websocket("ws-on-b");
-    let (a, _b) = pair(vec![Service::http("echo", echo.address)], &[]);
+    let (a, b) = pair(vec![Service::http("echo", echo.address)], &[]);
     eventually(Duration::from_secs(20), || {
+        a.assert_alive();
+        b.assert_alive();
         ws_chat(a.outbound, "echo", &["warmup"]).map(drop)
     });
     let replies = ws_chat(a.outbound, "echo", &["hi", "there"]).unwrap();

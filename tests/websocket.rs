@@ -15,7 +15,7 @@ fn websocket_messages_pass_both_ways() {
     wait_ready(&node);
     // The echo server answers a plain GET with 426, so the route is polled with an upgrade.
     eventually(Duration::from_secs(20), || {
-        node.check_alive()?;
+        node.assert_alive();
         ws_chat(node.outbound, "echo", &["warmup"]).map(drop)
     });
     let replies = ws_chat(node.outbound, "echo", &["first", "second", "third"]).unwrap();

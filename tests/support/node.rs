@@ -269,14 +269,14 @@ impl Node {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// `Err` with the exit status once the process has exited.
-    pub fn check_alive(&self) -> Result<(), String> {
+    /// Panics if the process has exited: polling a dead node for 20 s would only hide why.
+    pub fn assert_alive(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         match child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => Ok(()),
-            Some(Ok(Some(status))) => Err(format!("ferry node {} exited: {status}", self.name)),
-            Some(Err(e)) => Err(format!("cannot wait for node {}: {e}", self.name)),
-            None => Err(format!("node {} was killed", self.name)),
+            Some(Ok(None)) => {}
+            Some(Ok(Some(status))) => panic!("ferry node {} exited: {status}", self.name),
+            Some(Err(e)) => panic!("cannot wait for node {}: {e}", self.name),
+            None => panic!("node {} was killed", self.name),
         }
     }
 
@@ -310,7 +310,7 @@ impl Drop for Node {
 pub fn wait_ready(node: &Node) {
     let url = format!("http://{}/readyz", node.admin);
     eventually(Duration::from_secs(20), || {
-        node.check_alive()?;
+        node.assert_alive();
         let ran = super::curl_ran(&[&url]);
         let response = ran.response()?;
         match response.status {
@@ -325,7 +325,7 @@ pub fn wait_ready(node: &Node) {
 /// tests that count requests on other paths are not disturbed.
 pub fn wait_routable(node: &Node, service: &str) {
     eventually(Duration::from_secs(20), || {
-        node.check_alive()?;
+        node.assert_alive();
         let response = get(node.outbound, service, "/healthz")?;
         match response.status {
             200 => Ok(()),
