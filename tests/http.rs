@@ -6,7 +6,9 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::http::assert_sse_streamed;
-use support::{assert_ferry_error, curl, eventually, get, greeter_node, require_tool, run};
+use support::{
+    assert_ferry_error, curl, eventually, get, greeter_node, require_tool, run, without_proxy,
+};
 
 #[test]
 fn every_host_form_routes_to_the_service() {
@@ -164,7 +166,7 @@ fn upstream_connections_are_pooled_and_reused() {
     let first = format!("http://{}/hello?n=1", node.outbound);
     let second = format!("http://{}/hello?n=2", node.outbound);
     let ran = run(
-        Command::new("curl").args([
+        without_proxy(&mut Command::new("curl")).args([
             "-sS",
             "--max-time",
             "20",

@@ -59,6 +59,8 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("greeter.Greeter", handlers),))
     port = server.add_insecure_port(f"127.0.0.1:{PORT}")
+    if port == 0:  # grpcio reports a failed bind this way, not by raising
+        sys.exit(f"grpc_backend.py: cannot listen on 127.0.0.1:{PORT}")
     server.start()
     print(f"READY {port}", flush=True)
     server.wait_for_termination()

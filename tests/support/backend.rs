@@ -36,8 +36,8 @@ impl Backend {
         Backend::python("ws_backend.py", name)
     }
 
-    /// Starts a Python helper and waits (20 s at most) for the "READY <port>" line it prints
-    /// once it listens.
+    /// Starts a Python helper on a port picked like the nodes' ones and waits (20 s at most)
+    /// for the "READY <port>" line it prints once it listens.
     fn python(script: &str, name: &str) -> Backend {
         require_tool("python3");
         let dir = TempDir::new(name);
@@ -45,6 +45,7 @@ impl Backend {
         let mut child = Command::new("python3")
             .arg(python_script(script))
             .arg(name)
+            .arg(free_tcp_port().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("can create the backend log"))
@@ -61,7 +62,7 @@ impl Backend {
             }
         });
         let port = match port.recv_timeout(Duration::from_secs(20)) {
-            Ok(Some(port)) => port,
+            Ok(Some(port)) if port != 0 => port,
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -1,7 +1,7 @@
 //! Clients nobody on this team wrote, driven as an application would: grpcio, websockets,
 //! redis-cli. Each run is bounded in time so a hang fails the test.
 
-use super::{python_script, require_tool, run};
+use super::{python_script, require_tool, run, without_proxy};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub fn grpc_call(
 ) -> GrpcOutcome {
     require_tool("python3");
     let ran = run(
-        Command::new("python3")
+        without_proxy(&mut Command::new("python3"))
             .arg(python_script("grpc_client.py"))
             .arg(target.to_string())
             .arg(method)
@@ -67,7 +67,7 @@ pub fn ws_chat(
 ) -> Result<Vec<String>, String> {
     require_tool("python3");
     let ran = run(
-        Command::new("python3")
+        without_proxy(&mut Command::new("python3"))
             .arg(python_script("ws_client.py"))
             .arg(outbound.to_string())
             .arg(service)

@@ -1,7 +1,7 @@
 //! HTTP as a user sends it: the real `curl` for normal requests, raw bytes over a TcpStream only
 //! for input no well-behaved client would send.
 
-use super::{require_tool, run, Ran};
+use super::{require_tool, run, without_proxy, Ran};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -32,15 +32,11 @@ impl Response {
 pub fn curl_ran(args: &[&str]) -> Ran {
     require_tool("curl");
     run(
-        Command::new("curl")
-            .args(["-sS", "-D", "-", "--max-time", "20"])
-            .args(args)
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("all_proxy")
-            .env_remove("ALL_PROXY"),
+        without_proxy(
+            Command::new("curl")
+                .args(["-sS", "-D", "-", "--max-time", "20"])
+                .args(args),
+        ),
         Duration::from_secs(30),
     )
 }
@@ -171,7 +167,7 @@ pub fn sse_timings(outbound: SocketAddr, host: &str) -> (Vec<Duration>, Duration
     use std::process::Stdio;
     require_tool("curl");
     let url = format!("http://{outbound}/sse");
-    let mut child = Command::new("curl")
+    let mut child = without_proxy(&mut Command::new("curl"))
         .args([
             "-sSN",
             "--max-time",

@@ -3,6 +3,9 @@
 //! Nothing here fakes the network: a test starts `ferry run` on loopback ports, Python servers
 //! as workloads, and drives them with `curl`, `grpcio`, `redis-cli` and `websockets`. Waiting is
 //! always polling a condition with a deadline ([`eventually`]), never a bare sleep.
+//!
+//! `FERRY_BIN` picks the binary under test (default: the one cargo built beside the tests);
+//! `FERRY_KEEP_TEMP=1` keeps each node's dir (config, key, `ferry.log`) after the run.
 
 // Each test binary compiles this module and uses only part of it and of its re-exports.
 #![allow(dead_code, unused_imports)]
@@ -21,7 +24,7 @@ use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use std::{env, fs, thread};
@@ -115,46 +118,51 @@ impl Drop for TempDir {
     }
 }
 
-/// Ports already handed out by this process, so two tests running in parallel never pick the
+/// Ports already handed out by this process, so two tests running in parallel never get the
 /// same one between our probe and the server's bind.
 static PORTS_GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
-fn claim(port: u16) -> bool {
-    let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    if given.contains(&port) {
-        return false;
+/// A port in 20000..32768 that is free for `usable` now. Below Linux's ephemeral range
+/// (32768..61000) on purpose: the kernel never hands these to outgoing connections or to
+/// another program's bind(0), so the port stays free until our server binds it.
+fn pick_port(usable: impl Fn(u16) -> bool) -> u16 {
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut x = SEED.load(Ordering::Relaxed);
+    if x == 0 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        x = (nanos ^ (u64::from(std::process::id()) << 32)) | 1;
     }
-    given.push(port);
-    true
-}
-
-/// A loopback TCP port that is free now (the kernel's choice for port 0).
-pub fn free_tcp_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("can bind 127.0.0.1:0");
-        let port = listener
-            .local_addr()
-            .expect("bound socket has an address")
-            .port();
-        if claim(port) {
+    for _ in 0..10_000 {
+        // xorshift64: cheap randomness, so parallel test processes spread over the range.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        SEED.store(x, Ordering::Relaxed);
+        let port = 20_000 + (x % 12_768) as u16;
+        let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && usable(port) {
+            given.push(port);
             return port;
         }
     }
+    panic!("no free loopback port in 20000..32768");
+}
+
+/// A loopback TCP port that is free now.
+pub fn free_tcp_port() -> u16 {
+    pick_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// A loopback port free for both UDP and TCP: the tunnel is QUIC over UDP, and may be
 /// carried over TCP until the QUIC tunnel lands.
 pub fn free_tunnel_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("can bind UDP 127.0.0.1:0");
-        let port = udp
-            .local_addr()
-            .expect("bound socket has an address")
-            .port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
-            return port;
-        }
-    }
+    pick_port(|port| {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+    })
 }
 
 /// What a finished command printed and how it ended.
@@ -214,6 +222,21 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String>
         }
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// Clears the proxy variables that curl, grpcio and websockets obey, so that clients talk to
+/// the loopback address they are given.
+pub fn without_proxy(command: &mut Command) -> &mut Command {
+    for name in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "grpc_proxy",
+        "no_proxy",
+    ] {
+        command.env_remove(name).env_remove(name.to_uppercase());
+    }
+    command
 }
 
 /// Runs `ferry ARGS` (30 s at most) with its state dir inside `state_dir`.
