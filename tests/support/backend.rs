@@ -1,0 +1,142 @@
+//! Workloads behind Ferry: real servers that Ferry did not write (Python's http.server, grpcio,
+//! websockets, redis-server), each in its own process on a loopback port.
+
+use super::{eventually, free_tcp_port, python_script, require_tool, run, tail, TempDir};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// A running backend server; killed on drop, its log printed if the test failed.
+pub struct Backend {
+    pub name: String,
+    pub address: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Backend {
+    /// `tests/python/http_backend.py NAME`: HTTP/1.1 with /hello, /echo, /sse, /slow, ...
+    pub fn http(name: &str) -> Backend {
+        Backend::python("http_backend.py", name)
+    }
+
+    /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
+    pub fn grpc(name: &str) -> Backend {
+        Backend::python("grpc_backend.py", name)
+    }
+
+    /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
+    pub fn websocket(name: &str) -> Backend {
+        Backend::python("ws_backend.py", name)
+    }
+
+    /// Starts a Python helper on a port picked like the nodes' ones and waits (20 s at most)
+    /// for the "READY <port>" line it prints once it listens.
+    fn python(script: &str, name: &str) -> Backend {
+        require_tool("python3");
+        let dir = TempDir::new(name);
+        let log = dir.join("backend.log");
+        let mut child = Command::new("python3")
+            .arg(python_script(script))
+            .arg(name)
+            .arg(free_tcp_port().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("can create the backend log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 {script}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (ready, port) = mpsc::channel();
+        thread::spawn(move || {
+            // Keeps reading to the end so the backend never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line.strip_prefix("READY ") {
+                    let _ = ready.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = match port.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some(port)) if port != 0 => port,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{script} {name} never printed READY <port>; its stderr:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Backend {
+            name: name.to_owned(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// `redis-server` on a fresh port, without persistence; waits until it answers PING.
+    pub fn redis(name: &str) -> Backend {
+        require_tool("redis-server");
+        require_tool("redis-cli");
+        let dir = TempDir::new(name);
+        let log = dir.join("backend.log");
+        let port = free_tcp_port();
+        let out = File::create(&log).expect("can create the backend log");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("can share the log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+        let backend = Backend {
+            name: name.to_owned(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: Some(child),
+            log,
+            _dir: dir,
+        };
+        eventually(Duration::from_secs(20), || {
+            let ran = run(
+                Command::new("redis-cli").args(["-p", &port.to_string(), "PING"]),
+                Duration::from_secs(5),
+            );
+            match ran.stdout.trim() {
+                "PONG" => Ok(()),
+                other => Err(format!("redis-server not up yet: {other} {}", ran.stderr)),
+            }
+        });
+        backend
+    }
+
+    /// Kills the server (SIGKILL): the workload crashed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!(
+                "---- backend {} log (last 40 lines):\n{}\n----",
+                self.name,
+                tail(&fs::read_to_string(&self.log).unwrap_or_default(), 40)
+            );
+        }
+    }
+}
