@@ -4,7 +4,7 @@
 usage: http_backend.py NAME [PORT]    (PORT 0 or absent: any free port)
 Prints "READY <port>" once listening. Routes:
   GET  /hello...        200 "hello from NAME" + the Host header and path it saw
-  GET  /healthz         200 "ok"
+  GET  /healthz         200 "ok", or 503 after POST /health/fail (until POST /health/ok)
   POST /echo            200 with the request body
   GET  /sse             5 server-sent events, one every 300 ms, each flushed at once
   GET  /slow?ms=N       200 after N milliseconds
@@ -26,6 +26,7 @@ PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 
 lock = threading.Lock()
 seen = []  # request paths, in arrival order
+health = {"ok": True}  # what /healthz answers; toggled by POST /health/fail and /health/ok
 connection_paths = {}  # connection id -> paths served on it
 next_connection = [0]
 
@@ -74,7 +75,10 @@ class Handler(BaseHTTPRequestHandler):
             host = self.headers.get("Host", "")
             self.reply(200, f"hello from {NAME}\nhost: {host}\npath: {path}\n")
         elif route == "/healthz":
-            self.reply(200, "ok\n")
+            if health["ok"]:
+                self.reply(200, "ok\n")
+            else:
+                self.reply(503, "failing on purpose\n")
         elif route == "/sse":
             self.sse()
         elif route == "/slow":
@@ -99,7 +103,10 @@ class Handler(BaseHTTPRequestHandler):
         path = self.record()
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        if urlsplit(path).path == "/echo":
+        if urlsplit(path).path in ("/health/fail", "/health/ok"):
+            health["ok"] = urlsplit(path).path == "/health/ok"
+            self.reply(200, f"health ok: {health['ok']}\n")
+        elif urlsplit(path).path == "/echo":
             self.reply(200, body, self.headers.get("Content-Type", "application/octet-stream"))
         else:
             self.reply(404, f"{NAME}: no route {path}\n")

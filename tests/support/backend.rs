@@ -23,29 +23,34 @@ pub struct Backend {
 impl Backend {
     /// `tests/python/http_backend.py NAME`: HTTP/1.1 with /hello, /echo, /sse, /slow, ...
     pub fn http(name: &str) -> Backend {
-        Backend::python("http_backend.py", name)
+        Backend::python("http_backend.py", name, free_tcp_port())
+    }
+
+    /// The HTTP backend on a given port: a workload restarted where it was.
+    pub fn http_at(name: &str, address: SocketAddr) -> Backend {
+        Backend::python("http_backend.py", name, address.port())
     }
 
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
     pub fn grpc(name: &str) -> Backend {
-        Backend::python("grpc_backend.py", name)
+        Backend::python("grpc_backend.py", name, free_tcp_port())
     }
 
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
     pub fn websocket(name: &str) -> Backend {
-        Backend::python("ws_backend.py", name)
+        Backend::python("ws_backend.py", name, free_tcp_port())
     }
 
     /// Starts a Python helper on a port picked like the nodes' ones and waits (20 s at most)
     /// for the "READY <port>" line it prints once it listens.
-    fn python(script: &str, name: &str) -> Backend {
+    fn python(script: &str, name: &str, port: u16) -> Backend {
         require_tool("python3");
         let dir = TempDir::new(name);
         let log = dir.join("backend.log");
         let mut child = Command::new("python3")
             .arg(python_script(script))
             .arg(name)
-            .arg(free_tcp_port().to_string())
+            .arg(port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("can create the backend log"))

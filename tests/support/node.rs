@@ -1,6 +1,8 @@
 //! A real `ferry run` process with its own config file, key and loopback ports.
 
-use super::{eventually, ferry, ferry_bin, free_tcp_port, free_tunnel_port, get, tail, TempDir};
+use super::{
+    eventually, ferry, ferry_bin, free_tcp_port, free_tunnel_port, get, run, tail, TempDir,
+};
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::SocketAddr;
@@ -278,6 +280,37 @@ impl Node {
             Some(Err(e)) => panic!("cannot wait for node {}: {e}", self.name),
             None => panic!("node {} was killed", self.name),
         }
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`, ...) to the node's process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = child
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_else(|| panic!("node {} is not running", self.name));
+        let ran = run(
+            Command::new("kill").args(["-s", signal, &pid.to_string()]),
+            Duration::from_secs(5),
+        );
+        assert!(
+            ran.success(),
+            "kill -s {signal} {pid} failed: {}",
+            ran.stderr
+        );
+    }
+
+    /// Waits (at most `within`) for the process to exit by itself; its exit code.
+    pub fn wait_exit(&self, within: Duration) -> Option<i32> {
+        eventually(within, || {
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            match child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Ok(status.code()),
+                Some(Ok(None)) => Err(format!("node {} still running", self.name)),
+                Some(Err(e)) => Err(format!("cannot wait for node {}: {e}", self.name)),
+                None => Err(format!("node {} was killed", self.name)),
+            }
+        })
     }
 
     /// Kills the process (SIGKILL) and reaps it.
