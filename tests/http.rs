@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::http::assert_sse_streamed;
 use support::{
-    assert_ferry_error, curl, eventually, get, greeter_node, require_tool, run, without_proxy,
+    assert_ferry_error, curl, get, greeter_node, require_tool, run, wait_upstream_error,
+    without_proxy,
 };
 
 #[test]
@@ -94,22 +95,7 @@ fn service_in_unknown_datacenter_gets_503_no_route() {
 fn dead_workload_gets_an_answer_from_ferry_not_a_hang() {
     let (mut backend, node) = greeter_node("");
     backend.kill();
-    let response = eventually(Duration::from_secs(10), || {
-        let started = Instant::now();
-        let response = get(node.outbound, "greeter", "/hello")?;
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err(format!("answer took {:?}", started.elapsed()));
-        }
-        match (response.status, response.header("ferry-error")) {
-            (503, Some("no-healthy-endpoint")) | (502, Some("upstream-failed")) => Ok(response),
-            _ => Err(format!("not yet an upstream error: {response:?}")),
-        }
-    });
-    let kind = response
-        .header("ferry-error")
-        .unwrap_or_default()
-        .to_owned();
-    assert_ferry_error(&response, response.status, &kind, "greeter");
+    wait_upstream_error(node.outbound, "greeter");
 }
 
 /// A request to /slow that outlives `deadline_toml` gets 504 `timeout` in about a second.

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 use support::http::assert_sse_streamed;
 use support::{
-    assert_ferry_error, curl, eventually, get, grpc_call, redis_cli, wait_ready, wait_routable,
+    curl, eventually, get, grpc_call, redis_cli, wait_ready, wait_routable, wait_upstream_error,
     ws_chat, Backend, Node, Service,
 };
 
@@ -143,16 +143,5 @@ fn dead_workload_on_b_gets_an_error_from_a() {
     );
     wait_routable(&a, "greeter");
     greeter.kill();
-    let response = eventually(Duration::from_secs(10), || {
-        let response = get(a.outbound, "greeter", "/hello")?;
-        match (response.status, response.header("ferry-error")) {
-            (503, Some("no-healthy-endpoint")) | (502, Some("upstream-failed")) => Ok(response),
-            _ => Err(format!("not yet an upstream error: {response:?}")),
-        }
-    });
-    let kind = response
-        .header("ferry-error")
-        .unwrap_or_default()
-        .to_owned();
-    assert_ferry_error(&response, response.status, &kind, "greeter");
+    wait_upstream_error(a.outbound, "greeter");
 }

@@ -71,7 +71,12 @@ impl Service<(Endpoint, Call)> for Forward {
             )
             .await
             {
-                Ok(response) => Ok(response),
+                Ok(mut response) => {
+                    response
+                        .extensions_mut()
+                        .insert(ServedBy(endpoint.datacenter.clone()));
+                    Ok(response)
+                }
                 Err(failure) => {
                     debug!(service = %name, endpoint = %endpoint.id, reason = %failure.reason, "try failed");
                     if let Some(request) = failure.request {
@@ -96,21 +101,6 @@ pub(crate) struct Failure {
 /// Sends `request` to `endpoint`. `upgrade` is the caller's side of a protocol switch: on a
 /// `101` answer the two connections are joined.
 async fn forward(
-    endpoint: &Endpoint,
-    service: &str,
-    datacenter: Option<&str>,
-    request: Request<Body>,
-    upgrade: Option<OnUpgrade>,
-    upstreams: &Upstreams,
-) -> Result<Response<Body>, Failure> {
-    let mut response = send(endpoint, service, datacenter, request, upgrade, upstreams).await?;
-    response
-        .extensions_mut()
-        .insert(ServedBy(endpoint.datacenter.clone()));
-    Ok(response)
-}
-
-async fn send(
     endpoint: &Endpoint,
     service: &str,
     datacenter: Option<&str>,

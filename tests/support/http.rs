@@ -209,3 +209,27 @@ pub fn assert_sse_streamed(outbound: SocketAddr, host: &str) {
         events[0]
     );
 }
+
+/// Waits (10 s at most) until a call to `host` through `outbound` fails the way a dead
+/// workload makes it fail: `503 no-healthy-endpoint` once health checks noticed, or `502
+/// upstream-failed` before, each answer coming promptly rather than after a hang. Then
+/// checks the answer is one of Ferry's, naming the service.
+pub fn wait_upstream_error(outbound: SocketAddr, host: &str) -> Response {
+    let response = super::eventually(Duration::from_secs(10), || {
+        let started = std::time::Instant::now();
+        let response = get(outbound, host, "/hello")?;
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(format!("answer took {:?}", started.elapsed()));
+        }
+        match (response.status, response.header("ferry-error")) {
+            (503, Some("no-healthy-endpoint")) | (502, Some("upstream-failed")) => Ok(response),
+            _ => Err(format!("not yet an upstream error: {response:?}")),
+        }
+    });
+    let kind = response
+        .header("ferry-error")
+        .unwrap_or_default()
+        .to_owned();
+    assert_ferry_error(&response, response.status, &kind, host);
+    response
+}

@@ -17,7 +17,9 @@ pub mod node;
 
 pub use backend::Backend;
 pub use clients::{grpc_call, redis_cli, ws_chat, GrpcOutcome};
-pub use http::{assert_ferry_error, curl, curl_ran, get, raw_exchange, Response};
+pub use http::{
+    assert_ferry_error, curl, curl_ran, get, raw_exchange, wait_upstream_error, Response,
+};
 pub use node::{wait_ready, wait_routable, Node, NodeBuilder, Service};
 
 use std::io::Read;
