@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
-use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey};
+use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
 
 use crate::config::{Config, OutboundKind, RegistryKind};
 use crate::directory::MeshDirectory;
@@ -114,6 +114,58 @@ impl NodeState {
     }
 }
 
+/// The peers to dial. Each needs its key: the handshake (Noise IK) proves the dialed node
+/// holds it, so it must be known before the first packet.
+fn peer_addresses(config: &Config) -> Result<Vec<PeerAddress>, String> {
+    config
+        .tunnel
+        .peers
+        .iter()
+        .map(|p| {
+            let key = p.key.as_deref().ok_or_else(|| {
+                format!(
+                    "peer {} has no key: the tunnel's handshake must know the key of the node it dials \
+                     (add key = \"...\", from `ferry pubkey` on that node)",
+                    p.address
+                )
+            })?;
+            let key = key.parse().map_err(|e| format!("peer {}: {e}", p.address))?;
+            Ok(PeerAddress {
+                address: p.address.clone(),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// The keys allowed to open links to this node: its peers', its `trust` list and its
+/// `trust_file`.
+pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>, String> {
+    let mut keys: Vec<PublicKey> = peer_addresses(config)?.into_iter().map(|p| p.key).collect();
+    for key in &config.tunnel.trust {
+        keys.push(key.parse().map_err(|e| format!("trust key {key}: {e}"))?);
+    }
+    if let Some(path) = &config.tunnel.trust_file {
+        keys.extend(read_trust_file(path)?);
+    }
+    Ok(keys)
+}
+
+/// A trust file: one base64 key a line; blank lines and `#` comments are skipped.
+pub fn read_trust_file(path: &std::path::Path) -> Result<Vec<PublicKey>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("trust file {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i, line.split('#').next().unwrap_or_default().trim()))
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| {
+            line.parse()
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
 fn outbound_settings(config: &Config) -> OutboundSettings {
     OutboundSettings {
         deadline: config.deadlines.default,
@@ -148,28 +200,15 @@ impl Node {
                 config.registry.kind
             ));
         }
-        let peers = config
-            .tunnel
-            .peers
-            .iter()
-            .map(|p| {
-                Ok(PeerAddress {
-                    address: p.address.clone(),
-                    key: p
-                        .key
-                        .as_deref()
-                        .map(str::parse)
-                        .transpose()
-                        .map_err(|e| format!("peer {}: {e}", p.address))?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let peers = peer_addresses(&config)?;
+        let trust = Arc::new(Trust::new(trusted_keys(&config)?));
         let (network, incoming) = Network::start(NetworkConfig {
             identity: identity.clone(),
             name: config.node.name.clone(),
             datacenter: config.node.datacenter.clone(),
             listen: config.tunnel.listen,
             peers,
+            trust,
         })
         .map_err(|e| e.to_string())?;
         let tunnel = network.local_addr().map_err(|e| e.to_string())?;

@@ -110,6 +110,11 @@ impl Identity {
         Ok(identity)
     }
 
+    /// The private key's bytes, for the handshake.
+    pub(crate) fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
     pub fn public(&self) -> PublicKey {
         self.public
     }

@@ -15,8 +15,8 @@ mod header;
 mod identity;
 mod link;
 mod network;
+mod noise;
 mod route;
-mod tls;
 mod transport;
 pub mod wire;
 
@@ -26,5 +26,6 @@ pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
 pub use network::{IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot};
+pub use noise::{HandshakeData, Trust};
 pub use route::{Route, RouteTable};
 pub use transport::Transport;

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::header::{StreamHeader, MAX_HEADER_LEN};
+use crate::identity::PublicKey;
 use crate::Error;
 
 /// A connection to a peer node. Cheap to clone; all clones share the connection.
@@ -47,6 +48,14 @@ impl Link {
             .await
             .map_err(|e| Error::LinkClosed(e.to_string()))?;
         Ok(TunnelStream { send, recv })
+    }
+
+    /// The peer's key, as the handshake proved it.
+    pub fn peer_key(&self) -> Option<PublicKey> {
+        self.conn
+            .peer_identity()
+            .and_then(|identity| identity.downcast::<PublicKey>().ok())
+            .map(|key| *key)
     }
 
     pub(crate) fn connection(&self) -> &quinn::Connection {

@@ -17,6 +17,7 @@ use crate::catalog::{Catalog, CatalogEntry, MAX_CATALOG_LEN};
 use crate::header::StreamHeader;
 use crate::identity::{Identity, PublicKey};
 use crate::link::{Link, TunnelStream};
+use crate::noise::Trust;
 use crate::route::{Route, RouteTable};
 use crate::transport::Transport;
 use crate::Error;
@@ -33,8 +34,8 @@ const INCOMING_QUEUE: usize = 1024;
 pub struct PeerAddress {
     /// `host:port` of the peer's tunnel.
     pub address: String,
-    /// The key the peer must present, when known.
-    pub key: Option<PublicKey>,
+    /// The key the peer must hold: the handshake (Noise IK) needs it up front.
+    pub key: PublicKey,
 }
 
 /// What a node needs to join the network.
@@ -45,6 +46,8 @@ pub struct NetworkConfig {
     pub datacenter: String,
     pub listen: SocketAddr,
     pub peers: Vec<PeerAddress>,
+    /// Keys allowed to open links to this node.
+    pub trust: Arc<Trust>,
 }
 
 /// A stream a peer opened, with its header read.
@@ -85,6 +88,7 @@ struct Shared {
     /// Configured peers not yet settled: neither identified nor found unreachable once.
     unsettled: Mutex<std::collections::HashSet<String>>,
     incoming: mpsc::Sender<IncomingStream>,
+    trust: Arc<Trust>,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data is plain state that a panic
@@ -105,7 +109,7 @@ impl Network {
     pub fn start(
         config: NetworkConfig,
     ) -> Result<(Network, mpsc::Receiver<IncomingStream>), Error> {
-        let transport = Transport::bind(config.listen)?;
+        let transport = Transport::bind(config.listen, &config.identity, config.trust.clone())?;
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let (local, _) = watch::channel(Catalog {
             node: config.name,
@@ -121,6 +125,7 @@ impl Network {
             dialed: Mutex::default(),
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             incoming,
+            trust: config.trust,
         });
         tokio::spawn(accept_links(shared.clone()));
         for peer in config.peers {
@@ -196,6 +201,11 @@ impl Network {
         peers
     }
 
+    /// The keys allowed to open links to this node; replace them on reload.
+    pub fn trust(&self) -> &Trust {
+        &self.shared.trust
+    }
+
     /// Whether every configured peer has been tried once: linked and its catalog read, or
     /// found unreachable. A node is not ready before, lest its first calls miss routes it is
     /// about to learn; it never waits longer, lest an unreachable peer hold it back.
@@ -217,16 +227,12 @@ async fn accept_links(shared: Arc<Shared>) {
             let remote = incoming.remote_address();
             match incoming.await {
                 Ok(conn) => {
-                    handshake("ok");
                     let link = Link::new(conn);
-                    if let Err(e) = run_link(&shared, link, None, None).await {
+                    if let Err(e) = run_link(&shared, link, None).await {
                         debug!(%remote, error = %e, "incoming link ended");
                     }
                 }
-                Err(e) => {
-                    handshake("failed");
-                    debug!(%remote, error = %e, "incoming handshake failed");
-                }
+                Err(e) => debug!(%remote, error = %e, "incoming handshake failed"),
             }
         });
     }
@@ -238,14 +244,13 @@ async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
     let mut logged = false;
     loop {
         lock(&shared.dialed).insert(peer.address.clone(), "connecting");
-        match connect(&shared, &peer.address).await {
+        match connect(&shared, &peer.address, &peer.key).await {
             Ok(link) => {
-                handshake("ok");
                 info!(peer = %peer.address, "link up");
                 backoff = BACKOFF_MIN;
                 logged = false;
                 lock(&shared.dialed).insert(peer.address.clone(), "up");
-                let result = run_link(&shared, link, peer.key, Some(&peer.address)).await;
+                let result = run_link(&shared, link, Some(&peer.address)).await;
                 lock(&shared.dialed).insert(peer.address.clone(), "down");
                 match result {
                     Ok(()) => info!(peer = %peer.address, "link down"),
@@ -264,7 +269,7 @@ async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
     }
 }
 
-async fn connect(shared: &Shared, address: &str) -> Result<Link, Error> {
+async fn connect(shared: &Shared, address: &str, key: &PublicKey) -> Result<Link, Error> {
     let addr = tokio::net::lookup_host(address)
         .await
         .map_err(|e| Error::Connect {
@@ -276,11 +281,7 @@ async fn connect(shared: &Shared, address: &str) -> Result<Link, Error> {
             addr: address.to_owned(),
             reason: "name has no address".into(),
         })?;
-    shared.transport.connect(addr).await
-}
-
-fn handshake(result: &'static str) {
-    metrics::counter!("ferry_tunnel_handshakes_total", "result" => result).increment(1);
+    shared.transport.connect(addr, key).await
 }
 
 /// Half to all of `backoff`, so that peers that lost each other do not redial in lockstep.
@@ -292,15 +293,10 @@ fn jitter(backoff: Duration) -> Duration {
 
 /// Runs one link until it closes: exchanges catalogs, and hands the peer's streams to the
 /// proxy. The peer's routes are withdrawn the moment the link ends.
-async fn run_link(
-    shared: &Arc<Shared>,
-    link: Link,
-    expected: Option<PublicKey>,
-    dialed: Option<&str>,
-) -> Result<(), Error> {
+async fn run_link(shared: &Arc<Shared>, link: Link, dialed: Option<&str>) -> Result<(), Error> {
     let conn = link.connection().clone();
     let sender = tokio::spawn(send_catalogs(conn.clone(), shared.local.subscribe()));
-    let result = receive_catalogs(shared, &link, expected, dialed).await;
+    let result = receive_catalogs(shared, &link, dialed).await;
     if let Some(address) = dialed {
         lock(&shared.unsettled).remove(address);
     }
@@ -347,7 +343,6 @@ async fn read_catalog(stream: &mut quinn::RecvStream) -> Result<Catalog, Error> 
 async fn receive_catalogs(
     shared: &Arc<Shared>,
     link: &Link,
-    expected: Option<PublicKey>,
     dialed: Option<&str>,
 ) -> Result<(), Error> {
     let conn = link.connection();
@@ -361,10 +356,14 @@ async fn receive_catalogs(
     })
     .await
     .map_err(|_| Error::LinkClosed("peer sent no catalog".into()))??;
-    let key = first.key;
-    if expected.is_some_and(|k| k != key) {
+    // The handshake proved who the peer is; what it says in its catalog must agree.
+    let key = link
+        .peer_key()
+        .ok_or_else(|| Error::LinkClosed("link has no authenticated peer key".into()))?;
+    if first.key != key {
         return Err(Error::InvalidKey(format!(
-            "peer presented {key}, config says {expected:?}"
+            "peer {key} announced itself as {}",
+            first.key
         )));
     }
     info!(peer = %first.node, datacenter = %first.datacenter, %key, "peer identified");

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use quinn::{TransportConfig, VarInt};
 
+use crate::identity::{Identity, PublicKey};
 use crate::link::Link;
-use crate::{tls, Error};
+use crate::noise::{self, Trust};
+use crate::Error;
 
 /// Keep-alives go out often enough that a dead peer is noticed well within the idle timeout.
 const KEEP_ALIVE: Duration = Duration::from_millis(300);
@@ -36,14 +38,20 @@ fn transport_config() -> Result<Arc<TransportConfig>, Error> {
 }
 
 impl Transport {
-    /// Binds the tunnel's UDP socket.
-    pub fn bind(listen: SocketAddr) -> Result<Transport, Error> {
+    /// Binds the tunnel's UDP socket. Links are authenticated by `identity`; only keys in
+    /// `trust` may open one to this node.
+    pub fn bind(
+        listen: SocketAddr,
+        identity: &Identity,
+        trust: Arc<Trust>,
+    ) -> Result<Transport, Error> {
         let transport = transport_config()?;
-        let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto()?);
+        let (client_crypto, server_crypto) = noise::configs(identity, trust)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(transport.clone());
         let mut endpoint = quinn::Endpoint::server(server, listen)
             .map_err(|e| Error::Setup(format!("cannot bind tunnel on udp {listen}: {e}")))?;
-        let mut client = quinn::ClientConfig::new(tls::client_crypto()?);
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
         endpoint.set_default_client_config(client);
         Ok(Transport { endpoint })
@@ -53,15 +61,15 @@ impl Transport {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// Dials a peer.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<Link, Error> {
+    /// Dials the node at `addr` that must hold `key`.
+    pub async fn connect(&self, addr: SocketAddr, key: &PublicKey) -> Result<Link, Error> {
         let connect_error = |reason: String| Error::Connect {
             addr: addr.to_string(),
             reason,
         };
         let connecting = self
             .endpoint
-            .connect(addr, tls::SERVER_NAME)
+            .connect(addr, &noise::server_name(key))
             .map_err(|e| connect_error(e.to_string()))?;
         let conn = connecting.await.map_err(|e| connect_error(e.to_string()))?;
         Ok(Link::new(conn))

@@ -86,6 +86,7 @@ async fn start_mesh() -> Result<Mesh, String> {
     let id_b = Identity::generate().map_err(|e| e.to_string())?;
 
     let mut config_b = node_config("b", "dc1");
+    config_b.tunnel.trust.push(id_a.public().to_string());
     config_b.services.push(ServiceConfig {
         name: "greeter".into(),
         address: greeter.addr,
