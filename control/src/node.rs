@@ -84,8 +84,18 @@ impl NodeState {
         if old.node != new.node {
             restart("[node]", &mut notes);
         }
-        if old.tunnel != new.tunnel {
-            restart("[tunnel]", &mut notes);
+        if (
+            &old.tunnel.listen,
+            &old.tunnel.advertise,
+            old.tunnel.gateway,
+            &old.tunnel.peers,
+        ) != (
+            &new.tunnel.listen,
+            &new.tunnel.advertise,
+            new.tunnel.gateway,
+            &new.tunnel.peers,
+        ) {
+            restart("[tunnel] listen, advertise, gateway or peers", &mut notes);
         }
         if old.registry != new.registry {
             restart("[registry]", &mut notes);
@@ -98,9 +108,22 @@ impl NodeState {
         }
         self.services.replace(&new.services);
         self.outbound.set_settings(outbound_settings(&new));
+        match trusted_keys(&new) {
+            Ok(keys) => self.network.trust().replace(keys),
+            Err(e) => notes.push(format!("trust unchanged: {e}")),
+        }
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new;
         *self.reload_error.write().unwrap_or_else(|e| e.into_inner()) = None;
         notes
+    }
+
+    /// Rereads the trust file (on change) and replaces the trusted keys; a bad file keeps the
+    /// keys trusted before.
+    pub fn refresh_trust(&self) -> Result<usize, String> {
+        let keys = trusted_keys(&self.config())?;
+        let count = keys.len();
+        self.network.trust().replace(keys);
+        Ok(count)
     }
 
     /// Records a refused reload: the node keeps its last good config.
@@ -299,6 +322,7 @@ impl Node {
             crate::admin::spawn(listener, state.clone())
                 .map_err(|e| format!("cannot start the admin API: {e}"))?;
         }
+        tokio::spawn(watch_trust_file(state.clone()));
         state.listeners_up.store(true, Ordering::Relaxed);
         info!(key = %state.key, tunnel = %tunnel, "node started");
         Ok(Node { state, listeners })
@@ -323,9 +347,40 @@ impl Node {
     }
 }
 
+/// How often the trust file is checked for changes.
+const TRUST_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads the trust file whenever its modification time or size changes, so that a key added
+/// by a provisioning tool is trusted within a second, with no signal needed.
+async fn watch_trust_file(state: Arc<NodeState>) {
+    let stamp = |state: &NodeState| {
+        let path = state.config().tunnel.trust_file?;
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok(), meta.len()))
+    };
+    let mut seen = stamp(&state);
+    let mut stop = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TRUST_FILE_POLL) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let now = stamp(&state);
+        if now != seen {
+            seen = now;
+            match state.refresh_trust() {
+                Ok(count) => info!(keys = count, "trust file changed: trusted keys reloaded"),
+                Err(e) => error!(
+                    "trust file changed but is unusable; keeping the keys trusted before: {e}"
+                ),
+            }
+        }
+    }
+}
+
 /// Applies `load()`'s config on SIGHUP, keeping the last good one when it fails.
 pub fn reload_with(state: &NodeState, loaded: Result<Config, String>) {
-    match loaded {
+    match loaded.and_then(|config| trusted_keys(&config).map(|_| config)) {
         Ok(config) => {
             for note in state.reload(config) {
                 warn!("{note}");

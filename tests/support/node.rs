@@ -64,6 +64,7 @@ pub struct NodeBuilder {
     tcp_outbounds: Vec<(String, SocketAddr)>,
     peers: Vec<(SocketAddr, String)>,
     trust: Vec<String>,
+    trust_file: Option<String>,
     raw: Vec<String>,
 }
 
@@ -134,7 +135,11 @@ impl NodeBuilder {
             .collect();
         let _ = writeln!(toml, "peers = [{}]", peers.join(", "));
         let trust: Vec<String> = self.trust.iter().map(|k| q(k)).collect();
-        let _ = writeln!(toml, "trust = [{}]\n", trust.join(", "));
+        let _ = writeln!(toml, "trust = [{}]", trust.join(", "));
+        if let Some(file) = &self.trust_file {
+            let _ = writeln!(toml, "trust_file = {}", q(file));
+        }
+        toml.push('\n');
         let _ = writeln!(toml, "[admin]\nlisten = {}\n", q(&self.admin.to_string()));
         let _ = writeln!(toml, "[[outbound]]\nkind = \"http\"");
         let _ = writeln!(toml, "listen = {}\n", q(&self.outbound.to_string()));
@@ -160,25 +165,17 @@ impl NodeBuilder {
 
     /// Writes the config and spawns `ferry run --config FILE` with RUST_LOG=debug, its output
     /// going to `ferry.log` in the node's dir. Does not wait: see [`wait_ready`].
+    /// `[tunnel] trust_file`, a path relative to the node's directory.
+    pub fn trust_file(mut self, name: &str) -> Self {
+        self.trust_file = Some(name.to_owned());
+        self
+    }
+
     pub fn start(self) -> Node {
         let config = self.dir.join("ferry.toml");
         fs::write(&config, self.config_text()).expect("can write the node config");
         let log = self.dir.join("ferry.log");
-        let out = File::create(&log).expect("can create the node log");
-        let err = out.try_clone().expect("can share the log file");
-        let child = Command::new(ferry_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "debug")
-            .env("FERRY_STATE_DIR", self.dir.path())
-            .env_remove("FERRY_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", ferry_bin().display()));
+        let child = spawn_node(&config, &self.dir, &log);
         Node {
             name: self.name,
             admin: self.admin,
@@ -211,7 +208,37 @@ pub struct Node {
     dir: TempDir,
 }
 
+/// Runs `ferry run --config CONFIG` in `dir`, appending its output to `log`.
+fn spawn_node(config: &PathBuf, dir: &TempDir, log: &PathBuf) -> Child {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("can open the node log");
+    let err = out.try_clone().expect("can share the log file");
+    Command::new(ferry_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "debug")
+        .env("FERRY_STATE_DIR", dir.path())
+        .env_remove("FERRY_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", ferry_bin().display()))
+}
+
 impl Node {
+    /// Starts the node again, with the same config, key and ports (after a kill).
+    pub fn restart(&self) {
+        self.kill();
+        let child = spawn_node(&self.config, &self.dir, &self.log);
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+    }
+
     /// Starts building a node named `name`: makes its dir, runs `ferry keygen`, picks ports.
     pub fn builder(name: &str) -> NodeBuilder {
         let dir = TempDir::new(name);
@@ -245,6 +272,7 @@ impl Node {
             tcp_outbounds: Vec::new(),
             peers: Vec::new(),
             trust: Vec::new(),
+            trust_file: None,
             raw: Vec::new(),
         }
     }

@@ -61,6 +61,12 @@ impl Identity {
         Ok(Identity::from_secret(bytes))
     }
 
+    /// For tests and fuzzing: a fixed key.
+    #[doc(hidden)]
+    pub fn from_secret_bytes(bytes: [u8; 32]) -> Identity {
+        Identity::from_secret(bytes)
+    }
+
     fn from_secret(bytes: [u8; 32]) -> Identity {
         let secret = StaticSecret::from(bytes);
         let public = PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());

@@ -11,6 +11,8 @@
 
 mod catalog;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod identity;
 mod link;

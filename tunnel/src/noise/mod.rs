@@ -271,6 +271,26 @@ impl crypto::ServerConfig for ServerConfig {
     }
 }
 
+/// Runs a server session over `data`, then lets it answer: for the fuzz target.
+pub(crate) fn fuzz_server_session(identity: &Identity, trust: Arc<Trust>, data: &[u8]) {
+    use quinn_proto::crypto::Session;
+    let Some(keys) = SuiteKeys::for_suite(Suite::AesGcm) else {
+        return;
+    };
+    let Ok(params) = TransportParameters::read(Side::Server, &mut std::io::Cursor::new(&[][..]))
+    else {
+        return;
+    };
+    let mut session = session::NoiseSession::server(identity.clone(), trust, keys, &params);
+    for piece in data.chunks(97) {
+        if session.read_handshake(piece).is_err() {
+            return;
+        }
+        let mut out = Vec::new();
+        let _ = session.write_handshake(&mut out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
