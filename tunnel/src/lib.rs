@@ -9,6 +9,7 @@
 //! This crate never looks inside the streams: HTTP lives in `ferry-proxy`.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod catalog;
 mod error;
 #[doc(hidden)]
@@ -27,7 +28,9 @@ pub use error::Error;
 pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
-pub use network::{IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot};
+pub use network::{
+    AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot,
+};
 pub use noise::{HandshakeData, Trust};
 pub use route::{Route, RouteTable};
 pub use transport::Transport;

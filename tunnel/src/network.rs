@@ -5,6 +5,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Admissions};
 use crate::catalog::{Catalog, CatalogEntry, MAX_CATALOG_LEN};
 use crate::header::StreamHeader;
 use crate::identity::{Identity, PublicKey};
@@ -89,6 +91,16 @@ struct Shared {
     unsettled: Mutex<std::collections::HashSet<String>>,
     incoming: mpsc::Sender<IncomingStream>,
     trust: Arc<Trust>,
+    /// Incoming handshakes by what was decided: accepted, retried, dropped.
+    admitted: [AtomicU64; 3],
+}
+
+/// How many incoming handshakes a node accepted, answered with a Retry, and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionCounts {
+    pub accepted: u64,
+    pub retried: u64,
+    pub dropped: u64,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data is plain state that a panic
@@ -126,6 +138,7 @@ impl Network {
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             incoming,
             trust: config.trust,
+            admitted: Default::default(),
         });
         tokio::spawn(accept_links(shared.clone()));
         for peer in config.peers {
@@ -201,6 +214,16 @@ impl Network {
         peers
     }
 
+    /// Incoming handshakes so far, by decision.
+    pub fn admission_counts(&self) -> AdmissionCounts {
+        let [accepted, retried, dropped] = &self.shared.admitted;
+        AdmissionCounts {
+            accepted: accepted.load(Ordering::Relaxed),
+            retried: retried.load(Ordering::Relaxed),
+            dropped: dropped.load(Ordering::Relaxed),
+        }
+    }
+
     /// The keys allowed to open links to this node; replace them on reload.
     pub fn trust(&self) -> &Trust {
         &self.shared.trust
@@ -221,11 +244,38 @@ impl Network {
 }
 
 async fn accept_links(shared: Arc<Shared>) {
+    let admissions = Arc::new(Mutex::new(Admissions::default()));
     while let Some(incoming) = shared.transport.accept().await {
+        let remote = incoming.remote_address();
+        let decision = lock(&admissions).admit(
+            std::time::Instant::now(),
+            remote.ip(),
+            incoming.remote_address_validated(),
+        );
+        metrics::counter!("ferry_tunnel_incoming_total", "decision" => decision.as_str())
+            .increment(1);
+        shared.admitted[decision as usize].fetch_add(1, Ordering::Relaxed);
+        match decision {
+            Admission::Accept => {}
+            Admission::Retry => {
+                if let Err(e) = incoming.retry() {
+                    // Only a client that already echoed a token can get here, and those
+                    // are validated; drop it rather than guess.
+                    debug!(%remote, error = %e, "cannot send a retry");
+                }
+                continue;
+            }
+            Admission::Drop => {
+                incoming.ignore();
+                continue;
+            }
+        }
         let shared = shared.clone();
+        let admissions = admissions.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
+            let handshake = incoming.await;
+            lock(&admissions).done();
+            match handshake {
                 Ok(conn) => {
                     let link = Link::new(conn);
                     if let Err(e) = run_link(&shared, link, None).await {
