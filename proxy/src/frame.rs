@@ -292,7 +292,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The next frame, where the end of the stream would cut a message short.
-    pub async fn expect(&mut self) -> Result<Frame, FrameError> {
+    pub async fn require(&mut self) -> Result<Frame, FrameError> {
         self.next().await?.ok_or(FrameError::Truncated)
     }
 

@@ -102,7 +102,7 @@ pub(crate) async fn send(
     }
 
     let mut reader = FrameReader::new(reader);
-    let head = match reader.expect().await {
+    let head = match reader.require().await {
         Ok(Frame::Response(head)) => head,
         Ok(_) => return Err(failed(&"peer answered with a frame out of order")),
         Err(e) => return Err(failed(&e)),
@@ -149,7 +149,7 @@ pub(crate) async fn serve(
 ) -> StatusCode {
     let (reader, writer) = stream.into_split();
     let mut reader = FrameReader::new(reader);
-    let head = match reader.expect().await {
+    let head = match reader.require().await {
         Ok(Frame::Request(head)) => head,
         other => {
             debug!(?other, "peer opened an HTTP stream without a request head");
@@ -306,7 +306,7 @@ pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter) {
 pub(crate) fn frames_body(reader: FrameReader<StreamReader>) -> Body {
     let frames = stream::unfold(Some(reader), |state| async move {
         let mut reader = state?;
-        let item: Result<http_body::Frame<bytes::Bytes>, BoxError> = match reader.expect().await {
+        let item: Result<http_body::Frame<bytes::Bytes>, BoxError> = match reader.require().await {
             Ok(Frame::Data(data)) => return Some((Ok(http_body::Frame::data(data)), Some(reader))),
             Ok(Frame::Trailers(trailers)) => Ok(http_body::Frame::trailers(trailers)),
             Ok(Frame::End) => return None,
