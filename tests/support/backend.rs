@@ -1,7 +1,10 @@
 //! Workloads behind Ferry: real servers that Ferry did not write (Python's http.server, grpcio,
-//! websockets, redis-server), each in its own process on a loopback port.
+//! websockets, redis-server), each in its own process on a loopback port — of this host, or of
+//! a network namespace (the `*_in` constructors).
 
-use super::{eventually, free_tcp_port, python_script, require_tool, run, tail, TempDir};
+use super::{
+    command_in, eventually, free_tcp_port, python_script, require_tool, run, tail, TempDir,
+};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,6 +18,8 @@ use std::time::Duration;
 pub struct Backend {
     pub name: String,
     pub address: SocketAddr,
+    /// The network namespace it runs in; `None`: this host's.
+    pub netns: Option<String>,
     child: Option<Child>,
     log: PathBuf,
     _dir: TempDir,
@@ -23,31 +28,41 @@ pub struct Backend {
 impl Backend {
     /// `tests/python/http_backend.py NAME`: HTTP/1.1 with /hello, /echo, /sse, /slow, ...
     pub fn http(name: &str) -> Backend {
-        Backend::python("http_backend.py", name, free_tcp_port())
+        Backend::http_in(None, name)
+    }
+
+    /// [`Backend::http`] on the loopback of the network namespace `netns` when one is given.
+    pub fn http_in(netns: Option<&str>, name: &str) -> Backend {
+        Backend::python(netns, "http_backend.py", name, free_tcp_port())
     }
 
     /// The HTTP backend on a given port: a workload restarted where it was.
     pub fn http_at(name: &str, address: SocketAddr) -> Backend {
-        Backend::python("http_backend.py", name, address.port())
+        Backend::python(None, "http_backend.py", name, address.port())
     }
 
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
     pub fn grpc(name: &str) -> Backend {
-        Backend::python("grpc_backend.py", name, free_tcp_port())
+        Backend::grpc_in(None, name)
+    }
+
+    /// [`Backend::grpc`] on the loopback of the network namespace `netns` when one is given.
+    pub fn grpc_in(netns: Option<&str>, name: &str) -> Backend {
+        Backend::python(netns, "grpc_backend.py", name, free_tcp_port())
     }
 
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
     pub fn websocket(name: &str) -> Backend {
-        Backend::python("ws_backend.py", name, free_tcp_port())
+        Backend::python(None, "ws_backend.py", name, free_tcp_port())
     }
 
     /// Starts a Python helper on a port picked like the nodes' ones and waits (20 s at most)
     /// for the "READY <port>" line it prints once it listens.
-    fn python(script: &str, name: &str, port: u16) -> Backend {
+    fn python(netns: Option<&str>, script: &str, name: &str, port: u16) -> Backend {
         require_tool("python3");
         let dir = TempDir::new(name);
         let log = dir.join("backend.log");
-        let mut child = Command::new("python3")
+        let mut child = command_in(netns, "python3")
             .arg(python_script(script))
             .arg(name)
             .arg(port.to_string())
@@ -80,6 +95,7 @@ impl Backend {
         Backend {
             name: name.to_owned(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
+            netns: netns.map(str::to_owned),
             child: Some(child),
             log,
             _dir: dir,
@@ -88,13 +104,18 @@ impl Backend {
 
     /// `redis-server` on a fresh port, without persistence; waits until it answers PING.
     pub fn redis(name: &str) -> Backend {
+        Backend::redis_in(None, name)
+    }
+
+    /// [`Backend::redis`] on the loopback of the network namespace `netns` when one is given.
+    pub fn redis_in(netns: Option<&str>, name: &str) -> Backend {
         require_tool("redis-server");
         require_tool("redis-cli");
         let dir = TempDir::new(name);
         let log = dir.join("backend.log");
         let port = free_tcp_port();
         let out = File::create(&log).expect("can create the backend log");
-        let child = Command::new("redis-server")
+        let child = command_in(netns, "redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -107,13 +128,14 @@ impl Backend {
         let backend = Backend {
             name: name.to_owned(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
+            netns: netns.map(str::to_owned),
             child: Some(child),
             log,
             _dir: dir,
         };
         eventually(Duration::from_secs(20), || {
             let ran = run(
-                Command::new("redis-cli").args(["-p", &port.to_string(), "PING"]),
+                command_in(netns, "redis-cli").args(["-p", &port.to_string(), "PING"]),
                 Duration::from_secs(5),
             );
             match ran.stdout.trim() {

@@ -1,7 +1,7 @@
 //! Clients nobody on this team wrote, driven as an application would: grpcio, websockets,
 //! redis-cli. Each run is bounded in time so a hang fails the test.
 
-use super::{python_script, require_tool, run, without_proxy};
+use super::{command_in, python_script, require_tool, run, without_proxy};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -24,9 +24,20 @@ pub fn grpc_call(
     method: &str,
     messages: &[&str],
 ) -> GrpcOutcome {
+    grpc_call_in(None, target, authority, method, messages)
+}
+
+/// [`grpc_call`] inside the network namespace `netns` when one is given.
+pub fn grpc_call_in(
+    netns: Option<&str>,
+    target: SocketAddr,
+    authority: &str,
+    method: &str,
+    messages: &[&str],
+) -> GrpcOutcome {
     require_tool("python3");
     let ran = run(
-        without_proxy(&mut Command::new("python3"))
+        without_proxy(&mut command_in(netns, "python3"))
             .arg(python_script("grpc_client.py"))
             .arg(target.to_string())
             .arg(method)
@@ -86,9 +97,18 @@ pub fn ws_chat(
 
 /// `redis-cli -h HOST -p PORT ARGS...`: its trimmed output, or `Err` if it failed.
 pub fn redis_cli(address: SocketAddr, args: &[&str]) -> Result<String, String> {
+    redis_cli_in(None, address, args)
+}
+
+/// [`redis_cli`] inside the network namespace `netns` when one is given.
+pub fn redis_cli_in(
+    netns: Option<&str>,
+    address: SocketAddr,
+    args: &[&str],
+) -> Result<String, String> {
     require_tool("redis-cli");
     let ran = run(
-        Command::new("redis-cli")
+        command_in(netns, "redis-cli")
             .args(["-h", &address.ip().to_string()])
             .args(["-p", &address.port().to_string()])
             .args(args),

@@ -1,7 +1,7 @@
 //! HTTP as a user sends it: the real `curl` for normal requests, raw bytes over a TcpStream only
 //! for input no well-behaved client would send.
 
-use super::{require_tool, run, without_proxy, Ran};
+use super::{command_in, require_tool, run, without_proxy, Ran};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -30,10 +30,15 @@ impl Response {
 /// Runs `curl -sS -D - --max-time 20 ARGS` (no proxy from the environment) and returns how it
 /// ended; `Ran::response` reads the response out of it.
 pub fn curl_ran(args: &[&str]) -> Ran {
+    curl_ran_in(None, args)
+}
+
+/// [`curl_ran`] inside the network namespace `netns` when one is given.
+pub fn curl_ran_in(netns: Option<&str>, args: &[&str]) -> Ran {
     require_tool("curl");
     run(
         without_proxy(
-            Command::new("curl")
+            command_in(netns, "curl")
                 .args(["-sS", "-D", "-", "--max-time", "20"])
                 .args(args),
         ),
@@ -43,15 +48,30 @@ pub fn curl_ran(args: &[&str]) -> Ran {
 
 /// Runs curl like [`curl_ran`] and panics unless it got a whole response.
 pub fn curl(args: &[&str]) -> Response {
-    curl_ran(args)
+    curl_in(None, args)
+}
+
+/// [`curl`] inside the network namespace `netns` when one is given.
+pub fn curl_in(netns: Option<&str>, args: &[&str]) -> Response {
+    curl_ran_in(netns, args)
         .response()
-        .unwrap_or_else(|e| panic!("curl {args:?}: {e}"))
+        .unwrap_or_else(|e| panic!("curl {args:?} (netns {netns:?}): {e}"))
 }
 
 /// `GET http://OUTBOUND/PATH` with `Host: HOST`; `Err` when curl gets no whole response.
 pub fn get(outbound: SocketAddr, host: &str, path: &str) -> Result<Response, String> {
+    get_in(None, outbound, host, path)
+}
+
+/// [`get`] inside the network namespace `netns` when one is given.
+pub fn get_in(
+    netns: Option<&str>,
+    outbound: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<Response, String> {
     let url = format!("http://{outbound}{path}");
-    curl_ran(&[&url, "-H", &format!("Host: {host}")]).response()
+    curl_ran_in(netns, &[&url, "-H", &format!("Host: {host}")]).response()
 }
 
 impl Ran {

@@ -3,6 +3,9 @@
 //! Nothing here fakes the network: a test starts `ferry run` on loopback ports, Python servers
 //! as workloads, and drives them with `curl`, `grpcio`, `redis-cli` and `websockets`. Waiting is
 //! always polling a condition with a deadline ([`eventually`]), never a bare sleep.
+//! [`netns`] puts nodes, workloads and clients on two hosts (network namespaces joined by a
+//! veth pair; root only) through the `netns` hooks of [`NodeBuilder`], [`Backend`] and the
+//! `*_in` clients, which run their program under `ip netns exec` ([`command_in`]).
 //!
 //! `FERRY_BIN` picks the binary under test (default: the one cargo built beside the tests);
 //! `FERRY_KEEP_TEMP=1` keeps each node's dir (config, key, `ferry.log`) after the run.
@@ -13,15 +16,18 @@
 pub mod backend;
 pub mod clients;
 pub mod http;
+pub mod netns;
 pub mod node;
 
 pub use backend::Backend;
-pub use clients::{grpc_call, redis_cli, ws_chat, GrpcOutcome};
+pub use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};
 pub use http::{
-    assert_ferry_error, curl, curl_ran, get, raw_exchange, wait_upstream_error, Response,
+    assert_ferry_error, curl, curl_in, curl_ran, curl_ran_in, get, get_in, raw_exchange,
+    wait_upstream_error, Response,
 };
 pub use node::{wait_ready, wait_routable, Node, NodeBuilder, Service};
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -65,9 +71,32 @@ pub fn require_tool(name: &str) {
     );
 }
 
+/// A command for `program`, run inside the network namespace `netns` when one is given
+/// (`ip netns exec NETNS PROGRAM`, which execs the program: the child's pid is the program's).
+pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(program);
+            command
+        }
+    }
+}
+
 /// Polls `check` every 100 ms until it returns `Ok` or `within` has passed; then panics with
 /// the last error, so a failing test says what it was waiting for.
-pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+pub fn eventually<T>(within: Duration, check: impl FnMut() -> Result<T, String>) -> T {
+    eventually_every(Duration::from_millis(100), within, check)
+}
+
+/// [`eventually`], polling every `interval`: for tests that time how soon something happens,
+/// where 100 ms between polls would blur the measure.
+pub fn eventually_every<T>(
+    interval: Duration,
+    within: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         match check() {
@@ -75,7 +104,7 @@ pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Result<T, Stri
             Err(last) if Instant::now() >= deadline => {
                 panic!("condition still false after {within:?}: {last}")
             }
-            Err(_) => thread::sleep(Duration::from_millis(100)),
+            Err(_) => thread::sleep(interval),
         }
     }
 }

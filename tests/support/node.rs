@@ -1,11 +1,12 @@
 //! A real `ferry run` process with its own config file, key and loopback ports.
 
 use super::{
-    eventually, ferry, ferry_bin, free_tcp_port, free_tunnel_port, get, run, tail, TempDir,
+    command_in, curl_ran_in, eventually, ferry, ferry_bin, free_tcp_port, free_tunnel_port, get_in,
+    run, tail, Response, TempDir,
 };
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -66,9 +67,23 @@ pub struct NodeBuilder {
     trust: Vec<String>,
     trust_file: Option<String>,
     raw: Vec<String>,
+    netns: Option<String>,
 }
 
 impl NodeBuilder {
+    /// Runs the node inside the network namespace `netns` (`ip netns exec`); its admin API and
+    /// outbounds are then on that namespace's loopback.
+    pub fn netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_owned());
+        self
+    }
+
+    /// Binds the tunnel to `ip` (same port) instead of loopback, e.g. a veth address.
+    pub fn tunnel_ip(mut self, ip: IpAddr) -> Self {
+        self.tunnel.set_ip(ip);
+        self
+    }
+
     pub fn datacenter(mut self, datacenter: &str) -> Self {
         self.datacenter = datacenter.to_owned();
         self
@@ -175,8 +190,9 @@ impl NodeBuilder {
         let config = self.dir.join("ferry.toml");
         fs::write(&config, self.config_text()).expect("can write the node config");
         let log = self.dir.join("ferry.log");
-        let child = spawn_node(&config, &self.dir, &log);
+        let child = spawn_node(self.netns.as_deref(), &config, &self.dir, &log);
         Node {
+            netns: self.netns,
             name: self.name,
             admin: self.admin,
             outbound: self.outbound,
@@ -201,6 +217,8 @@ pub struct Node {
     /// The tunnel listener (`[tunnel] listen`).
     pub tunnel: SocketAddr,
     pub public_key: String,
+    /// The network namespace it runs in; `None`: this host's.
+    pub netns: Option<String>,
     tcp_outbounds: Vec<(String, SocketAddr)>,
     config: PathBuf,
     log: PathBuf,
@@ -208,15 +226,16 @@ pub struct Node {
     dir: TempDir,
 }
 
-/// Runs `ferry run --config CONFIG` in `dir`, appending its output to `log`.
-fn spawn_node(config: &PathBuf, dir: &TempDir, log: &PathBuf) -> Child {
+/// Runs `ferry run --config CONFIG` in `dir` (inside `netns` when given), appending its output
+/// to `log`.
+fn spawn_node(netns: Option<&str>, config: &PathBuf, dir: &TempDir, log: &PathBuf) -> Child {
     let out = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("can open the node log");
     let err = out.try_clone().expect("can share the log file");
-    Command::new(ferry_bin())
+    command_in(netns, ferry_bin())
         .arg("run")
         .arg("--config")
         .arg(config)
@@ -235,7 +254,7 @@ impl Node {
     /// Starts the node again, with the same config, key and ports (after a kill).
     pub fn restart(&self) {
         self.kill();
-        let child = spawn_node(&self.config, &self.dir, &self.log);
+        let child = spawn_node(self.netns.as_deref(), &self.config, &self.dir, &self.log);
         *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
     }
 
@@ -274,6 +293,7 @@ impl Node {
             trust: Vec::new(),
             trust_file: None,
             raw: Vec::new(),
+            netns: None,
         }
     }
 
@@ -284,6 +304,14 @@ impl Node {
             .find(|(name, _)| name == service)
             .map(|(_, listen)| *listen)
             .unwrap_or_else(|| panic!("node {} has no tcp outbound for {service}", self.name))
+    }
+
+    /// `GET http://ADMIN/PATH` from the node's own namespace; panics unless curl got a response.
+    pub fn admin_get(&self, path: &str) -> Response {
+        let url = format!("http://{}{path}", self.admin);
+        curl_ran_in(self.netns.as_deref(), &[&url])
+            .response()
+            .unwrap_or_else(|e| panic!("{url} on node {}: {e}", self.name))
     }
 
     pub fn config_path(&self) -> &PathBuf {
@@ -372,7 +400,7 @@ pub fn wait_ready(node: &Node) {
     let url = format!("http://{}/readyz", node.admin);
     eventually(Duration::from_secs(20), || {
         node.assert_alive();
-        let ran = super::curl_ran(&[&url]);
+        let ran = curl_ran_in(node.netns.as_deref(), &[&url]);
         let response = ran.response()?;
         match response.status {
             200 => Ok(()),
@@ -387,7 +415,7 @@ pub fn wait_ready(node: &Node) {
 pub fn wait_routable(node: &Node, service: &str) {
     eventually(Duration::from_secs(20), || {
         node.assert_alive();
-        let response = get(node.outbound, service, "/healthz")?;
+        let response = get_in(node.netns.as_deref(), node.outbound, service, "/healthz")?;
         match response.status {
             200 => Ok(()),
             status => Err(format!(
