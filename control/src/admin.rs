@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -10,13 +11,23 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tracing::{debug, error};
 
 use crate::node::NodeState;
 
-/// Serves the admin API on `listener` from a new thread.
-pub fn spawn(listener: std::net::TcpListener, state: Arc<NodeState>) -> std::io::Result<()> {
+/// How long a stopping admin server lets its last responses finish.
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+
+/// Serves the admin API on `listener` from a new thread until `stop` turns true, then finishes
+/// the responses in flight (the answer to `POST /drain` among them) and ends the thread.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    state: Arc<NodeState>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -29,27 +40,32 @@ pub fn spawn(listener: std::net::TcpListener, state: Arc<NodeState>) -> std::io:
                     Ok(listener) => listener,
                     Err(e) => return error!(error = %e, "admin listener failed"),
                 };
+                let graceful = GracefulShutdown::new();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
+                    let stream = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => continue,
+                        },
+                        _ = stop.wait_for(|stop| *stop) => break,
                     };
                     let state = state.clone();
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(route(&state, request)) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
                     tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(route(&state, request)) }
-                        });
-                        if let Err(e) = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
-                        {
+                        if let Err(e) = connection.await {
                             debug!(error = %e, "admin connection ended");
                         }
                     });
                 }
+                let _ = tokio::time::timeout(ADMIN_DRAIN, graceful.shutdown()).await;
             })
-        })?;
-    Ok(())
+        })
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

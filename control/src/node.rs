@@ -200,6 +200,9 @@ fn outbound_settings(config: &Config) -> OutboundSettings {
 pub struct Node {
     pub state: Arc<NodeState>,
     listeners: Vec<JoinHandle<()>>,
+    admin: Option<std::thread::JoinHandle<()>>,
+    /// Stops the admin API, last of all: it answers `/readyz` ("draining") during the drain.
+    admin_stop: watch::Sender<bool>,
 }
 
 /// Options that are not config: how this process wants the node run.
@@ -318,14 +321,23 @@ impl Node {
                 admin: admin_addr,
             },
         });
-        if let Some(listener) = admin_listener {
-            crate::admin::spawn(listener, state.clone())
-                .map_err(|e| format!("cannot start the admin API: {e}"))?;
-        }
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin = match admin_listener {
+            Some(listener) => Some(
+                crate::admin::spawn(listener, state.clone(), admin_stopped)
+                    .map_err(|e| format!("cannot start the admin API: {e}"))?,
+            ),
+            None => None,
+        };
         tokio::spawn(watch_trust_file(state.clone()));
         state.listeners_up.store(true, Ordering::Relaxed);
         info!(key = %state.key, tunnel = %tunnel, "node started");
-        Ok(Node { state, listeners })
+        Ok(Node {
+            state,
+            listeners,
+            admin,
+            admin_stop,
+        })
     }
 
     /// Runs until the node is told to stop (drain, SIGTERM), then lets calls in flight finish
@@ -343,6 +355,12 @@ impl Node {
             warn!("drain timed out; stopping anyway");
         }
         self.state.network.close();
+        // Last, the admin API: it finishes what it is answering (the reply to POST /drain) and
+        // its thread ends, before the process does.
+        self.admin_stop.send_replace(true);
+        if let Some(admin) = self.admin {
+            let _ = tokio::task::spawn_blocking(move || admin.join()).await;
+        }
         info!("stopped");
     }
 }
