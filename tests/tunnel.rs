@@ -185,3 +185,54 @@ fn a_peer_killed_and_restarted_with_the_same_key_is_back_within_seconds() {
         restarted.elapsed()
     );
 }
+
+#[test]
+fn a_slow_reader_never_makes_a_node_buffer_without_bound() {
+    let web = Backend::http("web");
+    let b = Node::builder("b").service(Service::http("greeter", web.address).health("/healthz"));
+    let a = Node::builder("a").peer(b.tunnel(), b.public_key());
+    let b = b.trust(a.public_key()).start();
+    let a = a.start();
+    wait_ready(&a);
+    wait_routable(&a, "greeter");
+    let before = a.rss_kib().max(b.rss_kib());
+    // 512 MiB offered, read at 1 MiB/s for 4 s: without flow control end to end, the bytes the
+    // reader has not taken would pile up in some node.
+    let url = format!("http://{}/big?mb=512", a.outbound);
+    let reader = std::thread::spawn(move || {
+        support::curl_ran(&[
+            &url,
+            "-H",
+            "Host: greeter",
+            "--limit-rate",
+            "1M",
+            "--max-time",
+            "4",
+            "-o",
+            "/dev/null",
+        ])
+    });
+    let mut peak = before;
+    while !reader.is_finished() {
+        peak = peak.max(a.rss_kib()).max(b.rss_kib());
+        std::thread::sleep(Duration::from_millis(100)); // sampling, not waiting for a condition
+    }
+    let ran = reader.join().expect("the reader thread");
+    assert_eq!(
+        ran.code,
+        Some(28),
+        "curl stopped at its --max-time, still reading: {}",
+        ran.stderr
+    );
+    let grew_mib = (peak.saturating_sub(before)) / 1024;
+    assert!(
+        grew_mib < 64,
+        "a node grew by {grew_mib} MiB while the reader lagged 500 MiB behind"
+    );
+    assert_eq!(
+        get(a.outbound, "greeter", "/hello")
+            .expect("curl runs")
+            .status,
+        200
+    );
+}

@@ -8,6 +8,7 @@ Prints "READY <port>" once listening. Routes:
   POST /echo            200 with the request body
   GET  /sse             5 server-sent events, one every 300 ms, each flushed at once
   GET  /slow?ms=N       200 after N milliseconds
+  GET  /big?mb=N        N MiB of bytes, written as fast as the reader takes them
   GET  /reset           headers promising 1000 bytes, 10 bytes, then a TCP reset
   GET  /seen            every request path seen so far, one a line
   GET  /connections?path=P   how many TCP connections carried a request whose path starts with P
@@ -84,6 +85,8 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "/slow":
             time.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
             self.reply(200, f"slow done by {NAME}\n")
+        elif route == "/big":
+            self.big(int(query.get("mb", ["100"])[0]))
         elif route == "/reset":
             self.reset()
         elif route == "/seen":
@@ -125,6 +128,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def big(self, mb):
+        chunk = b"x" * 65536
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(mb * 1024 * 1024))
+        self.end_headers()
+        try:
+            for _ in range(mb * 16):
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def reset(self):
         self.send_response(200)

@@ -338,6 +338,21 @@ impl Node {
         }
     }
 
+    /// The node's resident memory, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = child
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_else(|| panic!("node {} is not running", self.name));
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS for node {}", self.name))
+    }
+
     /// Sends `signal` (`TERM`, `HUP`, ...) to the node's process.
     pub fn signal(&self, signal: &str) {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
