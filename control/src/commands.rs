@@ -84,6 +84,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     telemetry::init_logs(config.log.format, "info");
+    raise_open_file_limit();
     let metrics = match telemetry::init_metrics() {
         Ok(handle) => Some(handle),
         Err(e) => return fail(e),
@@ -141,6 +142,16 @@ fn run(args: RunArgs) -> ExitCode {
         node.run().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Every proxied connection holds two sockets, and Linux's usual soft limit of 1,024 open files
+/// would cap a node near 500 connections. The hard limit is the administrator's real bound:
+/// raise the soft one to it, as Go's runtime does for every Go server.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
 }
 
 fn keygen(out: Option<&Path>) -> ExitCode {

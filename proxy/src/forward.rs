@@ -123,8 +123,9 @@ async fn forward(
                 tokio::spawn(async move {
                     match tokio::try_join!(client, upstream) {
                         Ok((client, upstream)) => {
-                            let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(upstream));
-                            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                            let _ =
+                                crate::splice::splice(TokioIo::new(client), TokioIo::new(upstream))
+                                    .await;
                         }
                         Err(e) => debug!(error = %e, "upgrade failed"),
                     }

@@ -26,6 +26,7 @@ mod metrics;
 mod outbound;
 mod remote;
 mod retry;
+mod splice;
 mod target;
 
 pub use client::Upstreams;

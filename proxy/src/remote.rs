@@ -321,15 +321,15 @@ pub(crate) fn frames_body(reader: FrameReader<StreamReader>) -> Body {
 }
 
 /// Pipes bytes both ways between a tunnel stream and a connection until both sides are done.
-pub(crate) async fn splice<S>(tunnel: TunnelStream, leftover: BytesMut, mut other: S)
+pub(crate) async fn splice<S>(tunnel: TunnelStream, leftover: BytesMut, other: S)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut tunnel = Prefixed {
+    let tunnel = Prefixed {
         prefix: leftover,
         inner: tunnel,
     };
-    if let Err(e) = tokio::io::copy_bidirectional(&mut tunnel, &mut other).await {
+    if let Err(e) = crate::splice::splice(tunnel, other).await {
         debug!(error = %e, "spliced connection ended with an error");
     }
 }

@@ -173,15 +173,13 @@ async fn open_stream(endpoint: &Endpoint, name: &ServiceName) -> Result<Upstream
 
 impl Upstream {
     /// Pipes bytes both ways until both sides finish; returns (sent, received) byte counts.
-    pub(crate) async fn splice<S>(self, mut other: S) -> std::io::Result<(u64, u64)>
+    pub(crate) async fn splice<S>(self, other: S) -> std::io::Result<(u64, u64)>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         match self {
-            Upstream::Direct(mut tcp) => tokio::io::copy_bidirectional(&mut other, &mut tcp).await,
-            Upstream::Tunnel(mut stream) => {
-                tokio::io::copy_bidirectional(&mut other, &mut stream).await
-            }
+            Upstream::Direct(tcp) => crate::splice::splice(other, tcp).await,
+            Upstream::Tunnel(stream) => crate::splice::splice(other, stream).await,
         }
     }
 }
