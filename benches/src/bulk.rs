@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ferry::{self, NodeSpec};
 use crate::netns::{Namespaces, NS1, NS2, OVERLAY1, OVERLAY2, VETH1, VETH2};
 use crate::peers::Peers;
-use crate::process::{command_in, output, Process};
+use crate::process::{command_in, output, wait_for_port_in, Process};
 use crate::tool_output::{iperf3_error, iperf3_received_bits_per_second};
 
 const IPERF_PORT: u16 = 5201;
@@ -39,7 +39,10 @@ impl Bulk {
 
         let mut server = command_in(Some(NS2), &peers.iperf3);
         server.args(["-s", "-p", &IPERF_PORT.to_string()]);
-        processes.push(Process::spawn("iperf3-server", &mut server, dir)?);
+        let mut server = Process::spawn("iperf3-server", &mut server, dir)?;
+        // Ferry's first health check must find it listening, or the route waits for the next.
+        wait_for_port_in(NS2, IPERF_PORT, &mut server, Duration::from_secs(10)).await?;
+        processes.push(server);
 
         // Ferry: ns2 fronts the iperf3 server as a TCP service; ns1 offers it on an outbound.
         let key1 = ferry::keygen(ferry_bin, &dir.join("ns1.key")).await?;

@@ -200,7 +200,7 @@ pub async fn wait_for_route(
             return Err(Error::Timeout {
                 what: format!("{} learning a healthy route to {service}", node.name()),
                 seconds: timeout.as_secs(),
-                hint: String::new(),
+                hint: format!("; its log ends:\n{}", node.log_tail()),
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

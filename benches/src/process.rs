@@ -45,6 +45,11 @@ impl Process {
         &self.name
     }
 
+    /// The last lines of its log, to say why it did not do what was expected.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
     /// An error with the end of its log if the process has exited.
     pub fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
@@ -125,6 +130,35 @@ pub async fn wait_for_port(
                 what: format!("{} listening on {addr}", process.name()),
                 seconds: timeout.as_secs(),
                 hint: format!("; see {}", process.log.display()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something listens on `port` of the loopback inside namespace `ns`, probing
+/// with bash's /dev/tcp since the harness itself stays in the host's namespace.
+pub async fn wait_for_port_in(
+    ns: &str,
+    port: u16,
+    process: &mut Process,
+    timeout: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        process.check_running()?;
+        let mut probe = Command::new("ip");
+        probe
+            .args(["netns", "exec", ns, "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}"));
+        if output("a port probe", probe).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Timeout {
+                what: format!("{} listening on port {port} in {ns}", process.name()),
+                seconds: timeout.as_secs(),
+                hint: format!("; its log ends:\n{}", process.log_tail()),
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

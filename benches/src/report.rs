@@ -335,6 +335,10 @@ const METHOD: &str = "## How it measures
 - The machine has 2 cores, shared with other work: the load generator, both proxies of a pair
   and the backend all run on them at once. Absolute figures are far below what each would do
   on its own cores; the ratios, taken under the same conditions in the same run, are the point.
+- The load generator competes for the same two cores. Against a fast target (direct above
+  all) it is itself the bottleneck, which is why wrk and h2load, leaner clients, report more
+  there: \"Ferry/direct\" understates how much slower than direct Ferry is, while the proxies'
+  ratios to each other are less affected.
 - Loopback has no real latency, loss or bandwidth limit: this compares the CPU cost of each
   path, not behaviour over a WAN.
 - The tunnel today is QUIC with an interim TLS 1.3 handshake (the Noise IK handshake is a later

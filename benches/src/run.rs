@@ -133,6 +133,8 @@ async fn run(options: Options) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(&out_dir)
+        .map_err(Error::io(format!("creating {}", out_dir.display())))?;
     let peers = peers::ensure().await?;
     let ferry_bin = ferry::binary().await?;
     let work = WorkDir::create()?;
