@@ -166,8 +166,10 @@ async fn run(options: Options) -> Result<()> {
         )?;
         for round in 0..options.runs {
             println!("round {} of {} (loopback)", round + 1, options.runs);
-            loopback_round(&mut outcome, &mut lab, &peers, round, &grpc_request).await?;
+            let result = loopback_round(&mut outcome, &mut lab, &peers, round, &grpc_request).await;
+            // A target that died explains a failed round better than the failure itself.
             lab.check_running()?;
+            result?;
         }
     }
 
@@ -376,20 +378,33 @@ async fn versions(peers: &Peers) -> Vec<(String, String)> {
     v
 }
 
-/// The commit the Ferry binary was built from, as far as the work tree says.
+/// The commit the Ferry binary was built from, as far as the work tree says: with local
+/// changes only when Ferry's own crates differ from it (a harness change does not change Ferry).
 async fn commit() -> String {
-    let mut c = std::process::Command::new("git");
-    c.args([
+    let root = ferry::workspace_root().display().to_string();
+    let mut head = std::process::Command::new("git");
+    head.args(["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let mut status = std::process::Command::new("git");
+    status.args([
         "-C",
-        &ferry::workspace_root().display().to_string(),
-        "describe",
-        "--always",
-        "--dirty",
+        &root,
+        "status",
+        "--porcelain",
+        "--",
+        "tunnel",
+        "proxy",
+        "control",
+        "Cargo.lock",
     ]);
-    crate::process::output("git describe", c)
-        .await
-        .map(|s| format!("commit {}", s.trim()))
-        .unwrap_or_else(|_| "commit unknown".into())
+    let output = crate::process::output;
+    match (
+        output("git rev-parse", head).await,
+        output("git status", status).await,
+    ) {
+        (Ok(head), Ok(status)) if status.trim().is_empty() => format!("commit {}", head.trim()),
+        (Ok(head), Ok(_)) => format!("commit {} with local changes to Ferry", head.trim()),
+        _ => "commit unknown".into(),
+    }
 }
 
 /// A scratch directory for configs, keys and logs, removed at the end.
