@@ -1,0 +1,84 @@
+//! The per-call decisions: which nodes front a service (route lookup) and which endpoint
+//! gets the call (power of two choices over peak-EWMA).
+
+use std::net::SocketAddr;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use ferry_proxy::balance::Balancer;
+use ferry_proxy::{Endpoint, Target};
+use ferry_tunnel::{Catalog, CatalogEntry, Protocol, PublicKey, RouteTable};
+use std::hint::black_box;
+
+/// 10,000 services: 200 nodes in 4 datacenters, each fronting 50 services of its own.
+fn table_of_10k() -> RouteTable {
+    let mut table = RouteTable::default();
+    for node in 0..200u32 {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&node.to_be_bytes());
+        table.update(Catalog {
+            node: format!("node-{node:03}"),
+            datacenter: format!("dc{}", node % 4),
+            key: PublicKey(key),
+            services: (0..50)
+                .map(|s| CatalogEntry {
+                    service: format!("svc-{node:03}-{s:02}"),
+                    protocol: Protocol::Http,
+                    healthy: true,
+                })
+                .collect(),
+        });
+    }
+    table
+}
+
+fn route_lookup(c: &mut Criterion) {
+    let table = table_of_10k();
+    // A lookup that found nothing would look fast: check what it finds before timing it.
+    assert_eq!(table.lookup("svc-123-45", None).len(), 1);
+    assert_eq!(table.lookup("svc-123-45", Some("dc3")).len(), 1);
+    let mut group = c.benchmark_group("route_lookup_10k_services");
+    group.bench_function("any_datacenter", |b| {
+        b.iter(|| table.lookup(black_box("svc-123-45"), None))
+    });
+    group.bench_function("pinned_datacenter", |b| {
+        b.iter(|| table.lookup(black_box("svc-123-45"), Some("dc3")))
+    });
+    group.bench_function("unknown_service", |b| {
+        b.iter(|| table.lookup(black_box("nobody-fronts-this"), None))
+    });
+    group.finish();
+}
+
+fn endpoints(n: u16) -> Vec<Endpoint> {
+    (0..n)
+        .map(|i| Endpoint {
+            id: format!("10.0.{}.{}:8080", i / 250, i % 250),
+            target: Target::Address(SocketAddr::from((
+                [10, 0, (i / 250) as u8, (i % 250) as u8],
+                8080,
+            ))),
+            protocol: Protocol::Http,
+            datacenter: "dc1".into(),
+            healthy: true,
+        })
+        .collect()
+}
+
+fn balancer_pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("balancer_pick");
+    for n in [2u16, 10, 100] {
+        let candidates = endpoints(n);
+        let balancer = Balancer::default();
+        // Give every endpoint a latency figure, as a warm proxy has, so picks read real loads.
+        for e in &candidates {
+            balancer.start(&e.id).done();
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(n), &candidates, |b, cands| {
+            b.iter(|| balancer.pick(black_box(cands)).map(|e| e.id.len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, route_lookup, balancer_pick);
+criterion_main!(benches);

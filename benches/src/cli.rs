@@ -1,0 +1,98 @@
+//! The harness's command line: few enough flags that a hand parser reads better than a derive.
+
+use crate::error::{Error, Result};
+
+pub const USAGE: &str = "\
+usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N]
+
+Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on this machine,
+alternating targets round by round, and writes benches/RESULTS.md and benches/results.png.
+
+  --quick     1 s per measurement and 2 rounds unless --runs says otherwise (for development)
+  --runs N    rounds of every scenario; the report gives the median (default 5)
+  --out DIR   where RESULTS.md and results.png go (default: the benches/ directory)
+
+Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
+Root is needed for the network namespaces and to install missing peers with apt-get.";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub quick: bool,
+    pub runs: usize,
+    pub out: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    /// Parses the arguments after the program name; `Ok(None)` means `--help` was asked for.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>> {
+        let mut quick = false;
+        let mut runs = None;
+        let mut out = None;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--runs" => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| Error::Usage("--runs needs a number".into()))?;
+                    let n: usize = value
+                        .parse()
+                        .map_err(|_| Error::Usage(format!("--runs {value:?}: not a number")))?;
+                    if n == 0 {
+                        return Err(Error::Usage("--runs must be at least 1".into()));
+                    }
+                    runs = Some(n);
+                }
+                "--out" => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| Error::Usage("--out needs a directory".into()))?;
+                    out = Some(value.into());
+                }
+                "-h" | "--help" => return Ok(None),
+                other => {
+                    return Err(Error::Usage(format!(
+                        "unknown argument {other:?}\n\n{USAGE}"
+                    )))
+                }
+            }
+        }
+        let runs = runs.unwrap_or(if quick { 2 } else { 5 });
+        Ok(Some(Options { quick, runs, out }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Options>> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_to_five_full_rounds() {
+        let o = parse(&[]).ok().flatten();
+        assert_eq!(o.map(|o| (o.quick, o.runs)), Some((false, 5)));
+    }
+
+    #[test]
+    fn quick_shortens_rounds_unless_runs_given() {
+        assert_eq!(parse(&["--quick"]).ok().flatten().map(|o| o.runs), Some(2));
+        assert_eq!(
+            parse(&["--quick", "--runs", "3"])
+                .ok()
+                .flatten()
+                .map(|o| o.runs),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn refuses_zero_runs_and_unknown_flags() {
+        assert!(parse(&["--runs", "0"]).is_err());
+        assert!(parse(&["--runs"]).is_err());
+        assert!(parse(&["--fast"]).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Ferry nodes as a user runs them: the release binary, `ferry keygen`, a config file each,
+//! `ferry run`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::process::{command_in, output, Process};
+
+/// The workspace root, where `cargo build` runs and `target/` lives.
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `FERRY_BIN`, or `target/release/ferry`, built first when missing or older than the source.
+pub async fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("FERRY_BIN") {
+        let bin = PathBuf::from(bin);
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(Error::Usage(format!(
+                "FERRY_BIN={} is not a file",
+                bin.display()
+            )))
+        };
+    }
+    let root = workspace_root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join("release").join("ferry");
+    let built = modified(&bin);
+    let source = ["tunnel", "proxy", "control"]
+        .iter()
+        .map(|c| newest(&root.join(c)))
+        .chain(
+            ["Cargo.toml", "Cargo.lock"]
+                .iter()
+                .map(|f| modified(&root.join(f))),
+        )
+        .flatten()
+        .max();
+    let stale = match (built, source) {
+        (None, _) => true,
+        (Some(built), Some(source)) => source > built,
+        (Some(_), None) => false,
+    };
+    if stale {
+        println!(
+            "building {} (cargo build --release -p ferry-control)",
+            bin.display()
+        );
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "ferry-control"])
+            .env("CARGO_TARGET_DIR", &target);
+        output("cargo build --release -p ferry-control", build).await?;
+    }
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(Error::Output {
+            what: "cargo build".into(),
+            detail: format!("{} is still missing after the build", bin.display()),
+        })
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of any file under `dir`.
+fn newest(dir: &Path) -> Option<SystemTime> {
+    let mut newest = modified(dir);
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            self::newest(&path)
+        } else {
+            modified(&path)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `ferry keygen --out PATH`, returning the public key it prints.
+pub async fn keygen(ferry: &Path, path: &Path) -> Result<String> {
+    let _ = std::fs::remove_file(path);
+    let mut c = Command::new(ferry);
+    c.arg("keygen").arg("--out").arg(path);
+    let out = output("ferry keygen", c).await?;
+    crate::tool_output::public_key(&out).ok_or_else(|| Error::Output {
+        what: "ferry keygen".into(),
+        detail: format!("no public key in {out:?}"),
+    })
+}
+
+/// What one node is given in its config file.
+pub struct NodeSpec {
+    pub name: String,
+    pub key_file: PathBuf,
+    pub tunnel: SocketAddr,
+    pub admin: SocketAddr,
+    /// Peers to dial: address and public key.
+    pub peers: Vec<(SocketAddr, String)>,
+    pub trust: Vec<String>,
+    /// Local services: name, address, protocol.
+    pub services: Vec<(String, SocketAddr, &'static str)>,
+    pub http_outbound: Option<SocketAddr>,
+    /// TCP outbounds: listen address and service.
+    pub tcp_outbounds: Vec<(SocketAddr, String)>,
+}
+
+impl NodeSpec {
+    pub fn to_toml(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "[node]\nname = \"{}\"\nkey_file = {:?}\n",
+            self.name, self.key_file
+        );
+        let peers: Vec<String> = self
+            .peers
+            .iter()
+            .map(|(addr, key)| format!("{{ address = \"{addr}\", key = \"{key}\" }}"))
+            .collect();
+        let trust: Vec<String> = self.trust.iter().map(|k| format!("\"{k}\"")).collect();
+        let _ = writeln!(
+            t,
+            "[tunnel]\nlisten = \"{}\"\npeers = [{}]\ntrust = [{}]\n",
+            self.tunnel,
+            peers.join(", "),
+            trust.join(", ")
+        );
+        for (name, addr, protocol) in &self.services {
+            // A long interval keeps health probes out of the measurements (an iperf3 server
+            // in particular takes every connection for a test that never comes).
+            let _ = writeln!(
+                t,
+                "[[service]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{protocol}\"\nhealth = {{ interval = \"30s\" }}\n"
+            );
+        }
+        if let Some(addr) = self.http_outbound {
+            let _ = writeln!(t, "[[outbound]]\nkind = \"http\"\nlisten = \"{addr}\"\n");
+        }
+        for (addr, service) in &self.tcp_outbounds {
+            let _ = writeln!(
+                t,
+                "[[outbound]]\nkind = \"tcp\"\nlisten = \"{addr}\"\nservice = \"{service}\"\n"
+            );
+        }
+        let _ = writeln!(t, "[admin]\nlisten = \"{}\"", self.admin);
+        t
+    }
+}
+
+/// Writes the node's config into `dir` and starts `ferry run` (inside `ns` when given).
+pub fn start(ferry: &Path, spec: &NodeSpec, dir: &Path, ns: Option<&str>) -> Result<Process> {
+    let config = dir.join(format!("{}.toml", spec.name));
+    std::fs::write(&config, spec.to_toml())
+        .map_err(Error::io(format!("writing {}", config.display())))?;
+    let mut c = command_in(ns, ferry);
+    c.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    Process::spawn(&format!("ferry-{}", spec.name), &mut c, dir)
+}
+
+/// Waits until `node`, asked through its own CLI (so this works inside a namespace too),
+/// has a healthy route to `service`.
+pub async fn wait_for_route(
+    ferry: &Path,
+    node: &mut Process,
+    admin: SocketAddr,
+    ns: Option<&str>,
+    service: &str,
+) -> Result<()> {
+    let start = Instant::now();
+    let timeout = Duration::from_secs(20);
+    loop {
+        node.check_running()?;
+        let mut c = command_in(ns, ferry);
+        c.args(["routes", "--json", "--admin", &admin.to_string()]);
+        if let Ok(json) = output("ferry routes", c).await {
+            if has_healthy_route(&json, service) {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Timeout {
+                what: format!("{} learning a healthy route to {service}", node.name()),
+                seconds: timeout.as_secs(),
+                hint: format!("; its log ends:\n{}", node.log_tail()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn has_healthy_route(json: &str, service: &str) -> bool {
+    let Ok(serde_json::Value::Array(routes)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        return false;
+    };
+    routes.iter().any(|r| {
+        r.get("service").and_then(|s| s.as_str()) == Some(service)
+            && r.get("healthy").and_then(|h| h.as_bool()) == Some(true)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_routes_json() {
+        let json = r#"[{"service":"bench","healthy":false},{"service":"echo","healthy":true}]"#;
+        assert!(has_healthy_route(json, "echo"));
+        assert!(!has_healthy_route(json, "bench"));
+        assert!(!has_healthy_route("oops", "echo"));
+    }
+
+    #[test]
+    fn config_names_every_listener() {
+        let spec = NodeSpec {
+            name: "a".into(),
+            key_file: "a.key".into(),
+            tunnel: "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+            admin: "127.0.0.1:2".parse().unwrap_or_else(|_| unreachable!()),
+            peers: vec![],
+            trust: vec!["K".into()],
+            services: vec![],
+            http_outbound: "127.0.0.1:3".parse().ok(),
+            tcp_outbounds: vec![(
+                "127.0.0.1:4".parse().unwrap_or_else(|_| unreachable!()),
+                "echo".into(),
+            )],
+        };
+        let toml = spec.to_toml();
+        for needle in [
+            "listen = \"127.0.0.1:1\"",
+            "trust = [\"K\"]",
+            "kind = \"http\"",
+            "service = \"echo\"",
+            "listen = \"127.0.0.1:2\"",
+        ] {
+            assert!(toml.contains(needle), "{needle} missing from\n{toml}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The sidecar-pair anchor: two HAProxy instances with TLS 1.3 between them, as a user would
+//! pair two proxies without a mesh. A takes plain traffic from the application and forwards it
+//! over TLS to B, which terminates TLS and forwards to the backend. The three listener pairs
+//! mirror Ferry's: HTTP/1.1, h2c for gRPC, and opaque TCP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::process::{output, wait_for_port, Process};
+
+/// Listen addresses of one instance, and where it forwards each.
+pub struct Listeners {
+    pub http: (SocketAddr, SocketAddr),
+    pub grpc: (SocketAddr, SocketAddr),
+    pub tcp: (SocketAddr, SocketAddr),
+}
+
+/// A self-signed P-256 certificate and key in one PEM file, as HAProxy's `crt` wants.
+pub async fn make_certificate(openssl: &Path, dir: &Path) -> Result<PathBuf> {
+    let key = dir.join("haproxy-b.key");
+    let cert = dir.join("haproxy-b.crt");
+    let mut c = Command::new(openssl);
+    c.args([
+        "req",
+        "-x509",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=haproxy-b",
+    ])
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    output("openssl req (the HAProxy certificate)", c).await?;
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(Error::io(format!("reading {}", p.display())))
+    };
+    let pem = dir.join("haproxy-b.pem");
+    std::fs::write(&pem, read(&cert)? + &read(&key)?)
+        .map_err(Error::io("writing haproxy-b.pem"))?;
+    Ok(pem)
+}
+
+const GLOBAL: &str = "global
+    maxconn 4000
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+    ssl-default-server-options ssl-min-ver TLSv1.3
+    log stderr format short local0 warning
+
+defaults
+    log global
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+";
+
+/// The application side: plain in, TLS 1.3 out to B (`verify none`: the pair trusts the
+/// certificate it was given, as a self-signed mesh would; verification would not change cost).
+pub fn config_a(l: &Listeners) -> String {
+    format!(
+        "{GLOBAL}
+frontend http_in
+    mode http
+    bind {http_in}
+    default_backend http_out
+backend http_out
+    mode http
+    server b {http_out} ssl verify none alpn http/1.1
+
+frontend grpc_in
+    mode http
+    bind {grpc_in} proto h2
+    default_backend grpc_out
+backend grpc_out
+    mode http
+    server b {grpc_out} ssl verify none alpn h2
+
+frontend tcp_in
+    mode tcp
+    bind {tcp_in}
+    default_backend tcp_out
+backend tcp_out
+    mode tcp
+    server b {tcp_out} ssl verify none
+",
+        http_in = l.http.0,
+        http_out = l.http.1,
+        grpc_in = l.grpc.0,
+        grpc_out = l.grpc.1,
+        tcp_in = l.tcp.0,
+        tcp_out = l.tcp.1,
+    )
+}
+
+/// The service side: TLS 1.3 in, plain out to the backends.
+pub fn config_b(l: &Listeners, pem: &Path) -> String {
+    let pem = pem.display();
+    format!(
+        "{GLOBAL}
+frontend http_in
+    mode http
+    bind {http_in} ssl crt {pem} alpn http/1.1
+    default_backend http_out
+backend http_out
+    mode http
+    server backend {http_out}
+
+frontend grpc_in
+    mode http
+    bind {grpc_in} ssl crt {pem} alpn h2
+    default_backend grpc_out
+backend grpc_out
+    mode http
+    server backend {grpc_out} proto h2
+
+frontend tcp_in
+    mode tcp
+    bind {tcp_in} ssl crt {pem}
+    default_backend tcp_out
+backend tcp_out
+    mode tcp
+    server backend {tcp_out}
+",
+        http_in = l.http.0,
+        http_out = l.http.1,
+        grpc_in = l.grpc.0,
+        grpc_out = l.grpc.1,
+        tcp_in = l.tcp.0,
+        tcp_out = l.tcp.1,
+    )
+}
+
+/// Checks and starts one instance in the foreground, waiting for its HTTP listener.
+pub async fn start(
+    haproxy: &Path,
+    name: &str,
+    config: String,
+    l: &Listeners,
+    dir: &Path,
+) -> Result<Process> {
+    let path = dir.join(format!("{name}.cfg"));
+    std::fs::write(&path, config).map_err(Error::io(format!("writing {}", path.display())))?;
+    let mut check = Command::new(haproxy);
+    check.arg("-c").arg("-f").arg(&path);
+    output(&format!("haproxy -c -f {}", path.display()), check).await?;
+    let mut c = Command::new(haproxy);
+    c.arg("-db").arg("-f").arg(&path);
+    let mut process = Process::spawn(name, &mut c, dir)?;
+    wait_for_port(l.http.0, &mut process, Duration::from_secs(10)).await?;
+    Ok(process)
+}

@@ -1,0 +1,178 @@
+//! Everything on loopback, started and wired: the backends, a Ferry pair and an HAProxy pair,
+//! each on 127.0.66.x addresses of its own so nothing collides with other work on the machine.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::backend;
+use crate::error::Result;
+use crate::ferry::{self, NodeSpec};
+use crate::haproxy::{self, Listeners};
+use crate::peers::Peers;
+use crate::process::{wait_for_port, Process};
+
+const BACKEND: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 1);
+const FERRY_A: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 11);
+const FERRY_B: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 12);
+const HAPROXY_A: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 21);
+const HAPROXY_B: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 22);
+
+fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+/// Service names on the Ferry pair; also the Host / :authority every target is sent.
+pub const HTTP_SERVICE: &str = "bench";
+pub const GRPC_SERVICE: &str = "bench-grpc";
+pub const TCP_SERVICE: &str = "bench-echo";
+
+/// The loopback targets, as the report names them.
+pub const TARGETS: [&str; 3] = ["direct", "ferry", "haproxy"];
+
+/// Where the application connects for each scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub tcp: SocketAddr,
+}
+
+pub struct Lab {
+    pub ferry_a: Process,
+    pub ferry_b: Process,
+    pub haproxy_a: Process,
+    pub haproxy_b: Process,
+    nginx: Process,
+}
+
+impl Lab {
+    pub async fn start(peers: &Peers, ferry_bin: &Path, dir: &Path) -> Result<Lab> {
+        let nginx = backend::start_nginx(&peers.nginx, Lab::backend().http, dir).await?;
+        backend::spawn_grpc(backend::bind(Lab::backend().grpc).await?);
+        backend::spawn_echo(backend::bind(Lab::backend().tcp).await?);
+
+        let key_a = ferry::keygen(ferry_bin, &dir.join("a.key")).await?;
+        let key_b = ferry::keygen(ferry_bin, &dir.join("b.key")).await?;
+        let b = NodeSpec {
+            name: "b".into(),
+            key_file: dir.join("b.key"),
+            tunnel: at(FERRY_B, 17700),
+            admin: at(FERRY_B, 17702),
+            peers: vec![],
+            trust: vec![key_a],
+            services: vec![
+                (HTTP_SERVICE.into(), Lab::backend().http, "http"),
+                (GRPC_SERVICE.into(), Lab::backend().grpc, "grpc"),
+                (TCP_SERVICE.into(), Lab::backend().tcp, "tcp"),
+            ],
+            http_outbound: None,
+            tcp_outbounds: vec![],
+        };
+        let a = NodeSpec {
+            name: "a".into(),
+            key_file: dir.join("a.key"),
+            tunnel: at(FERRY_A, 17700),
+            admin: at(FERRY_A, 17702),
+            peers: vec![(b.tunnel, key_b)],
+            trust: vec![],
+            services: vec![],
+            http_outbound: Some(Lab::ferry().http),
+            tcp_outbounds: vec![(Lab::ferry().tcp, TCP_SERVICE.into())],
+        };
+        let ferry_b = ferry::start(ferry_bin, &b, dir, None)?;
+        let mut ferry_a = ferry::start(ferry_bin, &a, dir, None)?;
+        wait_for_port(Lab::ferry().http, &mut ferry_a, Duration::from_secs(10)).await?;
+        for service in [HTTP_SERVICE, GRPC_SERVICE, TCP_SERVICE] {
+            ferry::wait_for_route(ferry_bin, &mut ferry_a, a.admin, None, service).await?;
+        }
+
+        let pem = haproxy::make_certificate(&peers.openssl, dir).await?;
+        let ha = Lab::haproxy();
+        let hb = at(HAPROXY_B, 0);
+        let a_listeners = Listeners {
+            http: (ha.http, SocketAddr::new(hb.ip(), 18101)),
+            grpc: (ha.grpc, SocketAddr::new(hb.ip(), 18102)),
+            tcp: (ha.tcp, SocketAddr::new(hb.ip(), 18103)),
+        };
+        let b_listeners = Listeners {
+            http: (a_listeners.http.1, Lab::backend().http),
+            grpc: (a_listeners.grpc.1, Lab::backend().grpc),
+            tcp: (a_listeners.tcp.1, Lab::backend().tcp),
+        };
+        let haproxy_b = haproxy::start(
+            &peers.haproxy,
+            "haproxy-b",
+            haproxy::config_b(&b_listeners, &pem),
+            &b_listeners,
+            dir,
+        )
+        .await?;
+        let haproxy_a = haproxy::start(
+            &peers.haproxy,
+            "haproxy-a",
+            haproxy::config_a(&a_listeners),
+            &a_listeners,
+            dir,
+        )
+        .await?;
+        Ok(Lab {
+            ferry_a,
+            ferry_b,
+            haproxy_a,
+            haproxy_b,
+            nginx,
+        })
+    }
+
+    pub fn backend() -> Entry {
+        Entry {
+            http: at(BACKEND, 18081),
+            grpc: at(BACKEND, 18082),
+            tcp: at(BACKEND, 18083),
+        }
+    }
+
+    pub fn ferry() -> Entry {
+        Entry {
+            http: at(FERRY_A, 17701),
+            // gRPC goes to the same HTTP outbound; the :authority names the service.
+            grpc: at(FERRY_A, 17701),
+            tcp: at(FERRY_A, 17703),
+        }
+    }
+
+    pub fn haproxy() -> Entry {
+        Entry {
+            http: at(HAPROXY_A, 18001),
+            grpc: at(HAPROXY_A, 18002),
+            tcp: at(HAPROXY_A, 18003),
+        }
+    }
+
+    /// The entry points of a target by its report name.
+    pub fn entry(target: &str) -> Entry {
+        match target {
+            "ferry" => Lab::ferry(),
+            "haproxy" => Lab::haproxy(),
+            _ => Lab::backend(),
+        }
+    }
+
+    /// The process ids of a proxy pair: the application's side, then the service's.
+    pub fn pair(&self, target: &str) -> (u32, u32) {
+        match target {
+            "haproxy" => (self.haproxy_a.pid(), self.haproxy_b.pid()),
+            _ => (self.ferry_a.pid(), self.ferry_b.pid()),
+        }
+    }
+
+    /// Fails if any process of the lab has died.
+    pub fn check_running(&mut self) -> Result<()> {
+        self.ferry_a.check_running()?;
+        self.ferry_b.check_running()?;
+        self.haproxy_a.check_running()?;
+        self.haproxy_b.check_running()?;
+        self.nginx.check_running()
+    }
+}
