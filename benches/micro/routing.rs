@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ferry_proxy::balance::Balancer;
-use ferry_proxy::{Endpoint, Target};
+use ferry_proxy::{Endpoint, EndpointId, Target};
 use ferry_tunnel::{Catalog, CatalogEntry, Protocol, PublicKey, RouteTable};
 use std::hint::black_box;
 
@@ -51,15 +51,15 @@ fn route_lookup(c: &mut Criterion) {
 
 fn endpoints(n: u16) -> Vec<Endpoint> {
     (0..n)
-        .map(|i| Endpoint {
-            id: format!("10.0.{}.{}:8080", i / 250, i % 250),
-            target: Target::Address(SocketAddr::from((
-                [10, 0, (i / 250) as u8, (i % 250) as u8],
-                8080,
-            ))),
-            protocol: Protocol::Http,
-            datacenter: "dc1".into(),
-            healthy: true,
+        .map(|i| {
+            let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8080));
+            Endpoint {
+                id: EndpointId::Address(addr),
+                target: Target::Address(addr),
+                protocol: Protocol::Http,
+                datacenter: "dc1".into(),
+                healthy: true,
+            }
         })
         .collect()
 }
@@ -71,10 +71,10 @@ fn balancer_pick(c: &mut Criterion) {
         let balancer = Balancer::default();
         // Give every endpoint a latency figure, as a warm proxy has, so picks read real loads.
         for e in &candidates {
-            balancer.start(&e.id).done();
+            balancer.start(e.id).done();
         }
         group.bench_with_input(BenchmarkId::from_parameter(n), &candidates, |b, cands| {
-            b.iter(|| balancer.pick(black_box(cands)).map(|e| e.id.len()))
+            b.iter(|| balancer.pick(black_box(cands)).map(|e| e.id))
         });
     }
     group.finish();

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use ferry_proxy::{Directory, Endpoint, Resolution, ServiceName, Target};
+use ferry_proxy::{Directory, Endpoint, EndpointId, Resolution, ServiceName, Target};
 use ferry_tunnel::{Network, Protocol};
 
 use crate::services::LocalServices;
@@ -25,7 +25,7 @@ impl Directory for MeshDirectory {
         if here {
             if let Some(service) = self.local.get(&name.service) {
                 endpoints.push(Endpoint {
-                    id: format!("local/{}", service.address()),
+                    id: EndpointId::Address(service.address()),
                     target: Target::Address(service.address()),
                     protocol: service.protocol(),
                     datacenter: self.datacenter.clone(),
@@ -38,7 +38,7 @@ impl Directory for MeshDirectory {
             .lookup(&name.service, name.datacenter.as_deref())
         {
             endpoints.push(Endpoint {
-                id: format!("node/{}", route.key),
+                id: EndpointId::Node(route.key),
                 target: Target::Node {
                     link,
                     node: route.node,

@@ -21,7 +21,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::Body;
 use crate::call::{Call, CallError};
-use crate::directory::{candidates, Directory, Endpoint};
+use crate::directory::{candidates, Directory, Endpoint, EndpointId};
 use crate::error::ProxyError;
 
 /// The estimate an endpoint starts with, before any sample (linkerd2-proxy's default).
@@ -69,7 +69,7 @@ impl Load {
 /// Load figures per endpoint id, shared by every call.
 #[derive(Clone, Default, Debug)]
 pub struct Balancer {
-    loads: Arc<Mutex<HashMap<String, Load>>>,
+    loads: Arc<Mutex<HashMap<EndpointId, Load>>>,
 }
 
 thread_local! {
@@ -110,39 +110,39 @@ impl Balancer {
     }
 
     /// Marks a call to `endpoint` as started; finish it with [`InFlight::done`].
-    pub fn start(&self, endpoint: &str) -> InFlight {
+    pub fn start(&self, endpoint: EndpointId) -> InFlight {
         let now = Instant::now();
         let mut loads = self.lock();
         if loads.len() > 1024 {
             loads.retain(|_, l| l.pending > 0 || now.duration_since(l.updated) < FORGET_AFTER);
         }
         loads
-            .entry(endpoint.to_owned())
+            .entry(endpoint)
             .or_insert_with(|| Load::new(now))
             .pending += 1;
         InFlight {
             balancer: self.clone(),
-            endpoint: endpoint.to_owned(),
+            endpoint,
             started: now,
             finished: false,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Load>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointId, Load>> {
         self.loads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn finish(&self, endpoint: &str, rtt: Duration) {
+    fn finish(&self, endpoint: EndpointId, rtt: Duration) {
         let now = Instant::now();
-        if let Some(load) = self.lock().get_mut(endpoint) {
+        if let Some(load) = self.lock().get_mut(&endpoint) {
             load.pending = load.pending.saturating_sub(1);
             load.observe(rtt, now);
         }
     }
 
     #[cfg(test)]
-    fn estimate(&self, endpoint: &str) -> Option<f64> {
-        self.lock().get(endpoint).map(|l| l.ewma_ns)
+    fn estimate(&self, endpoint: EndpointId) -> Option<f64> {
+        self.lock().get(&endpoint).map(|l| l.ewma_ns)
     }
 }
 
@@ -150,7 +150,7 @@ impl Balancer {
 #[derive(Debug)]
 pub struct InFlight {
     balancer: Balancer,
-    endpoint: String,
+    endpoint: EndpointId,
     started: Instant,
     finished: bool,
 }
@@ -159,7 +159,7 @@ impl InFlight {
     /// The call got its response (head): its latency becomes a sample.
     pub fn done(mut self) {
         self.finished = true;
-        self.balancer.finish(&self.endpoint, self.started.elapsed());
+        self.balancer.finish(self.endpoint, self.started.elapsed());
     }
 }
 
@@ -167,7 +167,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.finished {
             self.balancer
-                .finish(&self.endpoint, self.started.elapsed().max(FAILURE_PENALTY));
+                .finish(self.endpoint, self.started.elapsed().max(FAILURE_PENALTY));
         }
     }
 }
@@ -228,7 +228,7 @@ where
                     })
                 }
             };
-            let in_flight = balancer.start(&endpoint.id);
+            let in_flight = balancer.start(endpoint.id);
             let result = inner.oneshot((endpoint, call)).await;
             if result.is_ok() {
                 in_flight.done();
@@ -243,9 +243,13 @@ mod tests {
     use super::*;
     use crate::directory::Target;
 
-    fn ep(id: &str) -> Endpoint {
+    fn id(port: u16) -> EndpointId {
+        EndpointId::Address(([127, 0, 0, 1], port).into())
+    }
+
+    fn ep(port: u16) -> Endpoint {
         Endpoint {
-            id: id.into(),
+            id: id(port),
             target: Target::Address(([127, 0, 0, 1], 1).into()),
             protocol: ferry_tunnel::Protocol::Http,
             datacenter: "dc1".into(),
@@ -256,11 +260,11 @@ mod tests {
     #[test]
     fn a_failing_endpoint_gets_almost_no_traffic() {
         let balancer = Balancer::default();
-        drop(balancer.start("bad")); // a failure: counts as a 1 s call
-        balancer.start("good").done();
-        let eps = [ep("good"), ep("bad")];
+        drop(balancer.start(id(2))); // a failure: counts as a 1 s call
+        balancer.start(id(1)).done();
+        let eps = [ep(1), ep(2)];
         let bad = (0..1000)
-            .filter(|_| balancer.pick(&eps).map(|e| e.id.as_str()) == Some("bad"))
+            .filter(|_| balancer.pick(&eps).map(|e| e.id) == Some(id(2)))
             .count();
         assert_eq!(bad, 0, "with two endpoints P2C always compares both");
     }
@@ -268,9 +272,9 @@ mod tests {
     #[test]
     fn pending_calls_add_load() {
         let balancer = Balancer::default();
-        let _busy: Vec<InFlight> = (0..5).map(|_| balancer.start("busy")).collect();
-        let eps = [ep("busy"), ep("idle")];
-        assert_eq!(balancer.pick(&eps).map(|e| e.id.as_str()), Some("idle"));
+        let _busy: Vec<InFlight> = (0..5).map(|_| balancer.start(id(1))).collect();
+        let eps = [ep(1), ep(2)];
+        assert_eq!(balancer.pick(&eps).map(|e| e.id), Some(id(2)));
     }
 
     #[test]
@@ -286,12 +290,12 @@ mod tests {
     #[test]
     fn picks_spread_over_equal_endpoints() {
         let balancer = Balancer::default();
-        let eps: Vec<Endpoint> = (0..4).map(|i| ep(&i.to_string())).collect();
+        let eps: Vec<Endpoint> = (0..4).map(ep).collect();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(balancer.pick(&eps).map(|e| e.id.clone()));
+            seen.insert(balancer.pick(&eps).map(|e| e.id));
         }
         assert_eq!(seen.len(), 4);
-        assert!(balancer.estimate("0").is_none());
+        assert!(balancer.estimate(id(0)).is_none());
     }
 }

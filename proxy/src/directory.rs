@@ -18,11 +18,27 @@ pub enum Target {
     Node { link: Link, node: String },
 }
 
+/// Names an endpoint across lookups: the balancer keeps its latency figures under it. Cheap
+/// to copy and hash, since every call uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointId {
+    Address(SocketAddr),
+    Node(ferry_tunnel::PublicKey),
+}
+
+impl std::fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointId::Address(addr) => write!(f, "{addr}"),
+            EndpointId::Node(key) => write!(f, "node {key}"),
+        }
+    }
+}
+
 /// One place a service can be reached.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
-    /// Stable across lookups; the balancer keeps its latency figures under it.
-    pub id: String,
+    pub id: EndpointId,
     pub target: Target,
     pub protocol: Protocol,
     pub datacenter: String,
@@ -107,9 +123,9 @@ pub fn eligible(endpoints: &[Endpoint], local_dc: &str) -> Option<Vec<Endpoint>>
 mod tests {
     use super::*;
 
-    fn ep(id: &str, dc: &str, healthy: bool) -> Endpoint {
+    fn ep(port: u16, dc: &str, healthy: bool) -> Endpoint {
         Endpoint {
-            id: id.into(),
+            id: EndpointId::Address(([127, 0, 0, 1], port).into()),
             target: Target::Address(([127, 0, 0, 1], 1).into()),
             protocol: Protocol::Http,
             datacenter: dc.into(),
@@ -117,29 +133,32 @@ mod tests {
         }
     }
 
-    fn ids(v: Option<Vec<Endpoint>>) -> Option<Vec<String>> {
-        v.map(|v| v.into_iter().map(|e| e.id).collect())
+    fn ports(v: Option<Vec<Endpoint>>) -> Option<Vec<u16>> {
+        v.map(|v| {
+            v.into_iter()
+                .map(|e| match e.id {
+                    EndpointId::Address(a) => a.port(),
+                    EndpointId::Node(_) => 0,
+                })
+                .collect()
+        })
     }
 
     #[test]
     fn local_healthy_endpoints_come_first() {
-        let eps = [
-            ep("a", "dc1", true),
-            ep("b", "dc2", true),
-            ep("c", "dc1", false),
-        ];
-        assert_eq!(ids(eligible(&eps, "dc1")), Some(vec!["a".into()]));
+        let eps = [ep(1, "dc1", true), ep(2, "dc2", true), ep(3, "dc1", false)];
+        assert_eq!(ports(eligible(&eps, "dc1")), Some(vec![1]));
     }
 
     #[test]
     fn another_datacenter_serves_when_no_local_endpoint_is_healthy() {
-        let eps = [ep("a", "dc1", false), ep("b", "dc2", true)];
-        assert_eq!(ids(eligible(&eps, "dc1")), Some(vec!["b".into()]));
+        let eps = [ep(1, "dc1", false), ep(2, "dc2", true)];
+        assert_eq!(ports(eligible(&eps, "dc1")), Some(vec![2]));
     }
 
     #[test]
     fn nothing_healthy_is_none() {
-        assert!(eligible(&[ep("a", "dc1", false)], "dc1").is_none());
+        assert!(eligible(&[ep(1, "dc1", false)], "dc1").is_none());
         assert!(eligible(&[], "dc1").is_none());
     }
 }

@@ -30,7 +30,7 @@ mod splice;
 mod target;
 
 pub use client::Upstreams;
-pub use directory::{Directory, Endpoint, Resolution, Target};
+pub use directory::{Directory, Endpoint, EndpointId, Resolution, Target};
 pub use error::ProxyError;
 pub use inbound::serve_inbound;
 pub use outbound::{serve_http_outbound, serve_tcp_outbound, Outbound, OutboundSettings};

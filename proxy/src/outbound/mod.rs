@@ -17,7 +17,7 @@ use tower::retry::Retry;
 use crate::balance::{Balance, Balancer};
 use crate::client::Upstreams;
 use crate::deadline::Deadline;
-use crate::directory::{candidates, Directory, Endpoint, Target};
+use crate::directory::{candidates, Directory, Endpoint, EndpointId, Target};
 use crate::error::ProxyError;
 use crate::forward::Forward;
 use crate::retry::RetryPolicy;
@@ -109,17 +109,17 @@ impl Outbound {
     async fn open_tcp(&self, name: &ServiceName) -> Result<(Upstream, String), ProxyError> {
         let candidates = candidates(self.directory.as_ref(), name)?;
         let mut last = String::new();
-        let mut tried: Vec<&str> = Vec::new();
+        let mut tried: Vec<EndpointId> = Vec::new();
         for _ in 0..crate::retry::MAX_ATTEMPTS.min(candidates.len()) {
             let pool: Vec<Endpoint> = candidates
                 .iter()
-                .filter(|e| !tried.contains(&e.id.as_str()))
+                .filter(|e| !tried.contains(&e.id))
                 .cloned()
                 .collect();
             let Some(endpoint) = self.balancer.pick(&pool) else {
                 break;
             };
-            let in_flight = self.balancer.start(&endpoint.id);
+            let in_flight = self.balancer.start(endpoint.id);
             match open_stream(endpoint, name).await {
                 Ok(upstream) => {
                     in_flight.done();
@@ -127,9 +127,7 @@ impl Outbound {
                 }
                 Err(reason) => {
                     last = reason;
-                    if let Some(e) = candidates.iter().find(|e| e.id == endpoint.id) {
-                        tried.push(&e.id);
-                    }
+                    tried.push(endpoint.id);
                 }
             }
         }
