@@ -35,6 +35,18 @@ fn wait_for_metric(node: &Node, line_start: &str) {
     });
 }
 
+/// Node b fronting `greeter`, and node a linked to it and ready to route there.
+fn linked_pair() -> (Backend, Node, Node) {
+    let web = Backend::http("web");
+    let b = Node::builder("b").service(Service::http("greeter", web.address).health("/healthz"));
+    let a = Node::builder("a").peer(b.tunnel(), b.public_key());
+    let b = b.trust(a.public_key()).start();
+    let a = a.start();
+    wait_ready(&a);
+    wait_routable(&a, "greeter");
+    (web, a, b)
+}
+
 #[test]
 fn an_untrusted_node_is_refused_and_learns_nothing() {
     let web = Backend::http("web");
@@ -101,13 +113,7 @@ fn dialing_with_the_wrong_key_fails_the_handshake() {
 
 #[test]
 fn garbage_datagrams_on_the_tunnel_port_disturb_no_link() {
-    let web = Backend::http("web");
-    let b = Node::builder("b").service(Service::http("greeter", web.address).health("/healthz"));
-    let a = Node::builder("a").peer(b.tunnel(), b.public_key());
-    let b = b.trust(a.public_key()).start();
-    let a = a.start();
-    wait_ready(&a);
-    wait_routable(&a, "greeter");
+    let (_web, a, b) = linked_pair();
     let handshakes = metric(&b, r#"ferry_tunnel_handshakes_total{result="ok"}"#);
 
     let socket = UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
@@ -151,13 +157,7 @@ fn garbage_datagrams_on_the_tunnel_port_disturb_no_link() {
 
 #[test]
 fn a_peer_killed_and_restarted_with_the_same_key_is_back_within_seconds() {
-    let web = Backend::http("web");
-    let b = Node::builder("b").service(Service::http("greeter", web.address).health("/healthz"));
-    let a = Node::builder("a").peer(b.tunnel(), b.public_key());
-    let b = b.trust(a.public_key()).start();
-    let a = a.start();
-    wait_ready(&a);
-    wait_routable(&a, "greeter");
+    let (_web, a, b) = linked_pair();
 
     b.kill();
     let killed = Instant::now();
@@ -188,13 +188,7 @@ fn a_peer_killed_and_restarted_with_the_same_key_is_back_within_seconds() {
 
 #[test]
 fn a_slow_reader_never_makes_a_node_buffer_without_bound() {
-    let web = Backend::http("web");
-    let b = Node::builder("b").service(Service::http("greeter", web.address).health("/healthz"));
-    let a = Node::builder("a").peer(b.tunnel(), b.public_key());
-    let b = b.trust(a.public_key()).start();
-    let a = a.start();
-    wait_ready(&a);
-    wait_routable(&a, "greeter");
+    let (_web, a, b) = linked_pair();
     let before = a.rss_kib().max(b.rss_kib());
     // 512 MiB offered, read at 1 MiB/s for 4 s: without flow control end to end, the bytes the
     // reader has not taken would pile up in some node.

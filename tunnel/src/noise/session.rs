@@ -204,6 +204,13 @@ impl NoiseSession {
         Ok(())
     }
 
+    /// The next whole length-prefixed message, or `None` while more bytes are needed.
+    fn next_message(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.inbox
+            .message()
+            .map_err(|e| handshake_failure(e.to_string()))
+    }
+
     fn read_initiation(&mut self) -> Result<bool, TransportError> {
         let Some((suite_code, msg)) = self
             .inbox
@@ -246,11 +253,7 @@ impl NoiseSession {
     }
 
     fn read_response(&mut self) -> Result<bool, TransportError> {
-        let Some(msg) = self
-            .inbox
-            .message()
-            .map_err(|e| handshake_failure(e.to_string()))?
-        else {
+        let Some(msg) = self.next_message()? else {
             return Ok(false);
         };
         let noise = self
@@ -270,11 +273,7 @@ impl NoiseSession {
 
     /// The peer's key confirmation: proof it derived the same keys.
     fn read_finished(&mut self) -> Result<bool, TransportError> {
-        let Some(msg) = self
-            .inbox
-            .message()
-            .map_err(|e| handshake_failure(e.to_string()))?
-        else {
+        let Some(msg) = self.next_message()? else {
             return Ok(false);
         };
         let schedule = self
