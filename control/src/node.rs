@@ -228,7 +228,7 @@ impl Node {
         }
         let peers = peer_addresses(&config)?;
         let trust = Arc::new(Trust::new(trusted_keys(&config)?));
-        let (network, incoming) = Network::start(NetworkConfig {
+        let network = Network::start(NetworkConfig {
             identity: identity.clone(),
             name: config.node.name.clone(),
             datacenter: config.node.datacenter.clone(),
@@ -293,7 +293,7 @@ impl Node {
             };
             listeners.push(task);
         }
-        tokio::spawn(ferry_proxy::serve_inbound(incoming, directory, upstreams));
+        network.serve_streams(ferry_proxy::inbound_handler(directory, upstreams));
 
         let admin_listener = if options.admin {
             let listener = std::net::TcpListener::bind(config.admin.listen).map_err(|e| {

@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tracing::debug;
 
-use ferry_tunnel::{IncomingStream, StreamKind};
+use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind};
 
 use crate::client::Upstreams;
 use crate::directory::Directory;
@@ -16,17 +15,13 @@ use crate::remote;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Serves every stream that arrives on `incoming` until the channel closes.
-pub async fn serve_inbound(
-    mut incoming: mpsc::Receiver<IncomingStream>,
-    directory: Arc<dyn Directory>,
-    upstreams: Upstreams,
-) {
-    while let Some(stream) = incoming.recv().await {
+/// The handler for the streams peers open: each is served on the task that read its header.
+pub fn inbound_handler(directory: Arc<dyn Directory>, upstreams: Upstreams) -> StreamHandler {
+    Arc::new(move |stream| {
         let directory = directory.clone();
         let upstreams = upstreams.clone();
-        tokio::spawn(async move { serve_stream(stream, directory.as_ref(), &upstreams).await });
-    }
+        Box::pin(async move { serve_stream(stream, directory.as_ref(), &upstreams).await })
+    })
 }
 
 async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstreams: &Upstreams) {

@@ -32,6 +32,6 @@ mod target;
 pub use client::Upstreams;
 pub use directory::{Directory, Endpoint, EndpointId, Resolution, Target};
 pub use error::ProxyError;
-pub use inbound::serve_inbound;
+pub use inbound::inbound_handler;
 pub use outbound::{serve_http_outbound, serve_tcp_outbound, Outbound, OutboundSettings};
 pub use target::ServiceName;

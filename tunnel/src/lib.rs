@@ -30,6 +30,7 @@ pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
 pub use network::{
     AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot,
+    StreamHandler,
 };
 pub use noise::{HandshakeData, Trust};
 pub use route::{Route, RouteTable};

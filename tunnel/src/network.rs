@@ -3,15 +3,17 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, Admissions};
@@ -28,8 +30,6 @@ use crate::Error;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Incoming streams waiting for the proxy; beyond this, peers are slowed down, not buffered.
-const INCOMING_QUEUE: usize = 1024;
 
 /// A peer to dial, from the config.
 #[derive(Clone, Debug)]
@@ -51,6 +51,11 @@ pub struct NetworkConfig {
     /// Keys allowed to open links to this node.
     pub trust: Arc<Trust>,
 }
+
+/// Serves the streams peers open: the proxy's inbound side. Each stream is handed over on the
+/// task that read its header, so a call costs no extra task or channel hop.
+pub type StreamHandler =
+    Arc<dyn Fn(IncomingStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A stream a peer opened, with its header read.
 #[derive(Debug)]
@@ -89,7 +94,8 @@ struct Shared {
     dialed: Mutex<HashMap<String, &'static str>>,
     /// Configured peers not yet settled: neither identified nor found unreachable once.
     unsettled: Mutex<std::collections::HashSet<String>>,
-    incoming: mpsc::Sender<IncomingStream>,
+    /// Set once by [`Network::serve_streams`]; links wait for it before taking streams.
+    handler: watch::Sender<Option<StreamHandler>>,
     trust: Arc<Trust>,
     /// Incoming handshakes by what was decided: accepted, retried, dropped.
     admitted: [AtomicU64; 3],
@@ -118,11 +124,9 @@ pub struct Network {
 impl Network {
     /// Binds the tunnel, starts accepting links and dialing the configured peers. Must be
     /// called within a tokio runtime. Streams that peers open arrive on the returned channel.
-    pub fn start(
-        config: NetworkConfig,
-    ) -> Result<(Network, mpsc::Receiver<IncomingStream>), Error> {
+    pub fn start(config: NetworkConfig) -> Result<Network, Error> {
         let transport = Transport::bind(config.listen, &config.identity, config.trust.clone())?;
-        let (incoming, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let (handler, _) = watch::channel(None);
         let (local, _) = watch::channel(Catalog {
             node: config.name,
             datacenter: config.datacenter,
@@ -136,7 +140,7 @@ impl Network {
             links: Mutex::default(),
             dialed: Mutex::default(),
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
-            incoming,
+            handler,
             trust: config.trust,
             admitted: Default::default(),
         });
@@ -145,7 +149,7 @@ impl Network {
             lock(&shared.dialed).insert(peer.address.clone(), "connecting");
             tokio::spawn(dial(shared.clone(), peer));
         }
-        Ok((Network { shared }, incoming_rx))
+        Ok(Network { shared })
     }
 
     /// The UDP address the tunnel is bound to.
@@ -212,6 +216,11 @@ impl Network {
         }
         peers.sort_by(|a, b| a.address.cmp(&b.address));
         peers
+    }
+
+    /// Starts serving the streams peers open, with `handler`.
+    pub fn serve_streams(&self, handler: StreamHandler) {
+        self.shared.handler.send_replace(Some(handler));
     }
 
     /// Incoming handshakes so far, by decision.
@@ -454,19 +463,26 @@ async fn receive_catalogs(
 }
 
 async fn accept_streams(shared: Arc<Shared>, link: Link, peer: PublicKey) {
+    // Streams wait in quinn (bounded by its stream limit) until the proxy is ready for them.
+    let mut handler = shared.handler.subscribe();
+    let handler = match handler.wait_for(Option::is_some).await {
+        Ok(ready) => ready.clone(),
+        Err(_) => return,
+    };
+    let Some(handler) = handler else {
+        return;
+    };
     while let Ok(mut stream) = link.accept().await {
-        let shared = shared.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HELLO_TIMEOUT, stream.read_header()).await {
                 Ok(Ok(header)) => {
-                    let _ = shared
-                        .incoming
-                        .send(IncomingStream {
-                            header,
-                            stream,
-                            peer,
-                        })
-                        .await;
+                    handler(IncomingStream {
+                        header,
+                        stream,
+                        peer,
+                    })
+                    .await
                 }
                 Ok(Err(e)) => {
                     debug!(error = %e, "bad stream header");

@@ -22,7 +22,7 @@ fn node(
     peers: Vec<PeerAddress>,
     trusted: Vec<ferry_tunnel::PublicKey>,
 ) -> Node {
-    let (network, mut incoming) = Network::start(NetworkConfig {
+    let network = Network::start(NetworkConfig {
         identity: identity.clone(),
         name: "node".into(),
         datacenter: "dc1".into(),
@@ -31,15 +31,13 @@ fn node(
         trust: Arc::new(Trust::new(trusted)),
     })
     .expect("the network starts");
-    tokio::spawn(async move {
-        while let Some(stream) = incoming.recv().await {
-            tokio::spawn(async move {
-                let (mut reader, mut writer) = tokio::io::split(stream.stream);
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                let _ = writer.shutdown().await;
-            });
-        }
-    });
+    network.serve_streams(Arc::new(|incoming| {
+        Box::pin(async move {
+            let (mut reader, mut writer) = tokio::io::split(incoming.stream);
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            let _ = writer.shutdown().await;
+        })
+    }));
     Node { network, identity }
 }
 
