@@ -1,5 +1,5 @@
 //! The network: links to peers kept alive, catalogs exchanged over them, and the route table
-//! they feed. Incoming streams are handed to the proxy through a channel.
+//! they feed. Streams peers open are handed to the proxy's [`StreamHandler`].
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
