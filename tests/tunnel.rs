@@ -67,6 +67,15 @@ fn an_untrusted_node_is_refused_and_learns_nothing() {
         a.log().contains("untrusted key"),
         "a's log says why it cannot link"
     );
+    let peers: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("http://{}/peers", a.admin)]).body)
+            .expect("/peers is JSON");
+    assert_eq!(
+        peers[0]["key"],
+        b.public_key.as_str(),
+        "a shows the key it expects from b: {peers}"
+    );
+    assert_ne!(peers[0]["state"], "up", "{peers}");
 }
 
 #[test]

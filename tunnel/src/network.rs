@@ -92,6 +92,8 @@ struct Shared {
     links: Mutex<HashMap<PublicKey, LinkEntry>>,
     /// Configured peers by address, with whether a dial is under way.
     dialed: Mutex<HashMap<String, &'static str>>,
+    /// The key each configured peer must hold, by address: shown even before it links.
+    peer_keys: HashMap<String, PublicKey>,
     /// Configured peers not yet settled: neither identified nor found unreachable once.
     unsettled: Mutex<std::collections::HashSet<String>>,
     /// Set once by [`Network::serve_streams`]; links wait for it before taking streams.
@@ -139,6 +141,11 @@ impl Network {
             routes: Mutex::default(),
             links: Mutex::default(),
             dialed: Mutex::default(),
+            peer_keys: config
+                .peers
+                .iter()
+                .map(|p| (p.address.clone(), p.key))
+                .collect(),
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             handler,
             trust: config.trust,
@@ -204,7 +211,7 @@ impl Network {
         for (address, state) in lock(&self.shared.dialed).iter() {
             if *state != "up" {
                 peers.push(PeerSnapshot {
-                    key: None,
+                    key: self.shared.peer_keys.get(address).copied(),
                     name: String::new(),
                     datacenter: String::new(),
                     address: address.clone(),
