@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use support::netns::{Netns, NetnsPair};
 use support::{
     assert_ferry_error, command_in, curl_in, curl_ran_in, eventually, eventually_every, get_in,
-    grpc_call_in, python_script, redis_cli_in, run, wait_ready, wait_routable, Backend, Node,
-    NodeBuilder, Service,
+    grpc_call_in, python_script, redis_cli_in, run, start_pair, wait_ready, wait_routable, Backend,
+    Node, NodeBuilder, Service,
 };
 
 /// A node that runs inside `host` with its tunnel on the host's veth address.
@@ -24,19 +24,8 @@ fn builder_in(host: &Netns, name: &str) -> NodeBuilder {
 /// with B's key, with a TCP outbound for each of `tcp_outbounds`. Returns (A, B), both ready.
 fn pair(hosts: &NetnsPair, services: Vec<Service>, tcp_outbounds: &[&str]) -> (Node, Node) {
     let a = builder_in(&hosts.a, "node-a");
-    let mut b = builder_in(&hosts.b, "node-b").trust(a.public_key());
-    for service in services {
-        b = b.service(service);
-    }
-    let mut a = a.peer(b.tunnel(), b.public_key());
-    for service in tcp_outbounds {
-        a = a.tcp_outbound(service);
-    }
-    let b = b.start();
-    let a = a.start();
-    wait_ready(&b);
-    wait_ready(&a);
-    (a, b)
+    let b = builder_in(&hosts.b, "node-b");
+    start_pair(a, b, services, tcp_outbounds)
 }
 
 /// Asserts that nothing in `a` can open a TCP connection to the workload on b's loopback

@@ -6,27 +6,19 @@ mod support;
 use std::time::Duration;
 use support::http::assert_sse_streamed;
 use support::{
-    curl, eventually, get, grpc_call, redis_cli, wait_ready, wait_routable, wait_upstream_error,
+    curl, eventually, get, grpc_call, redis_cli, start_pair, wait_routable, wait_upstream_error,
     ws_chat, Backend, Node, Service,
 };
 
 /// Starts B fronting `services` and trusting A, and A with B in `[tunnel] peers` and a TCP
 /// outbound for each of `tcp_outbounds`. Returns (A, B) once both are ready.
 fn pair(services: Vec<Service>, tcp_outbounds: &[&str]) -> (Node, Node) {
-    let a = Node::builder("node-a");
-    let mut b = Node::builder("node-b").trust(a.public_key());
-    for service in services {
-        b = b.service(service);
-    }
-    let mut a = a.peer(b.tunnel(), b.public_key());
-    for service in tcp_outbounds {
-        a = a.tcp_outbound(service);
-    }
-    let b = b.start();
-    let a = a.start();
-    wait_ready(&b);
-    wait_ready(&a);
-    (a, b)
+    start_pair(
+        Node::builder("node-a"),
+        Node::builder("node-b"),
+        services,
+        tcp_outbounds,
+    )
 }
 
 #[test]

@@ -89,8 +89,12 @@ fn fallback() -> Response<Body> {
 
 /// Whether a request is a gRPC call, so that errors can be answered in gRPC's terms.
 pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
-    request
-        .headers()
+    is_grpc_headers(request.headers())
+}
+
+/// [`is_grpc`] for a request's headers alone (a request head read from the tunnel).
+pub fn is_grpc_headers(headers: &http::HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))

@@ -19,7 +19,7 @@ use ferry_tunnel::{Link, Protocol, StreamHeader, StreamReader, StreamWriter, Tun
 
 use crate::body::{self, Body, BoxError};
 use crate::client::Upstreams;
-use crate::error::ProxyError;
+use crate::error::{is_grpc_headers, ProxyError};
 use crate::frame::{
     Frame, FrameError, FrameReader, RequestHead, ResponseHead, END_STREAM, MAX_DATA_FRAME, UPGRADE,
 };
@@ -157,11 +157,7 @@ pub(crate) async fn serve(
             return StatusCode::BAD_REQUEST;
         }
     };
-    let grpc = head
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
+    let grpc = is_grpc_headers(&head.headers);
     let Some((addr, protocol)) = local else {
         let error = ProxyError::NoRoute {
             service: service.to_owned(),

@@ -92,14 +92,7 @@ impl Backend {
                 );
             }
         };
-        Backend {
-            name: name.to_owned(),
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            netns: netns.map(str::to_owned),
-            child: Some(child),
-            log,
-            _dir: dir,
-        }
+        Backend::running(name, port, netns, child, log, dir)
     }
 
     /// `redis-server` on a fresh port, without persistence; waits until it answers PING.
@@ -125,14 +118,7 @@ impl Backend {
             .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
-        let backend = Backend {
-            name: name.to_owned(),
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            netns: netns.map(str::to_owned),
-            child: Some(child),
-            log,
-            _dir: dir,
-        };
+        let backend = Backend::running(name, port, netns, child, log, dir);
         eventually(Duration::from_secs(20), || {
             let ran = run(
                 command_in(netns, "redis-cli").args(["-p", &port.to_string(), "PING"]),
@@ -144,6 +130,25 @@ impl Backend {
             }
         });
         backend
+    }
+
+    /// A started server listening on `port` of its namespace's loopback.
+    fn running(
+        name: &str,
+        port: u16,
+        netns: Option<&str>,
+        child: Child,
+        log: PathBuf,
+        dir: TempDir,
+    ) -> Backend {
+        Backend {
+            name: name.to_owned(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            netns: netns.map(str::to_owned),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
     }
 
     /// Kills the server (SIGKILL): the workload crashed.

@@ -25,7 +25,7 @@ pub use http::{
     assert_ferry_error, curl, curl_in, curl_ran, curl_ran_in, get, get_in, raw_exchange,
     wait_upstream_error, Response,
 };
-pub use node::{wait_ready, wait_routable, Node, NodeBuilder, Service};
+pub use node::{start_pair, wait_ready, wait_routable, Node, NodeBuilder, Service};
 
 use std::ffi::OsStr;
 use std::io::Read;

@@ -410,6 +410,29 @@ impl Drop for Node {
     }
 }
 
+/// Starts `b` fronting `services` and trusting `a`, and `a` dialing `b` with a TCP outbound
+/// for each of `tcp_outbounds`. Returns (A, B) once both are ready.
+pub fn start_pair(
+    a: NodeBuilder,
+    b: NodeBuilder,
+    services: Vec<Service>,
+    tcp_outbounds: &[&str],
+) -> (Node, Node) {
+    let mut b = b.trust(a.public_key());
+    for service in services {
+        b = b.service(service);
+    }
+    let mut a = a.peer(b.tunnel(), b.public_key());
+    for service in tcp_outbounds {
+        a = a.tcp_outbound(service);
+    }
+    let b = b.start();
+    let a = a.start();
+    wait_ready(&b);
+    wait_ready(&a);
+    (a, b)
+}
+
 /// Waits (20 s at most) until the node's admin API answers `GET /readyz` with 200.
 pub fn wait_ready(node: &Node) {
     let url = format!("http://{}/readyz", node.admin);

@@ -188,11 +188,6 @@ impl Network {
         lock(&self.shared.routes).all()
     }
 
-    /// Whether any peer announced `service`.
-    pub fn knows(&self, service: &str) -> bool {
-        lock(&self.shared.routes).knows(service)
-    }
-
     /// The peers: those linked, and configured ones not linked yet.
     pub fn peers(&self) -> Vec<PeerSnapshot> {
         let links = lock(&self.shared.links);

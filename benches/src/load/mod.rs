@@ -107,6 +107,11 @@ pub async fn closed_loop(callers: Vec<Caller>, warmup: Duration, measure: Durati
             })
         })
         .collect();
+    gather(tasks, measure).await
+}
+
+/// Waits for every caller's share (a caller that panicked contributes nothing) and merges them.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Share>>, measure: Duration) -> LoadResult {
     let mut shares = Vec::new();
     for task in tasks {
         if let Ok(share) = task.await {
@@ -169,11 +174,5 @@ pub async fn open_loop(
             })
         })
         .collect();
-    let mut shares = Vec::new();
-    for task in tasks {
-        if let Ok(share) = task.await {
-            shares.push(share);
-        }
-    }
-    merge(shares, measure)
+    gather(tasks, measure).await
 }

@@ -30,12 +30,4 @@ impl Trust {
     pub fn replace(&self, keys: impl IntoIterator<Item = PublicKey>) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys.into_iter().collect();
     }
-
-    pub fn len(&self) -> usize {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
