@@ -1,17 +1,18 @@
-//! What a node announces to its peers: who it is and the services it fronts.
+//! What a node announces to its peers: who it is, where it can be dialed, and the services it
+//! fronts. A catalog travels inside an [`Update`](crate::update::Update), which frames it.
 //!
-//! Layout (version 1):
+//! Layout (version 2):
 //!
 //! ```text
-//! u8   version (1)
+//! u8   version (2)
 //! u8+  node name, u8+ datacenter     length-prefixed UTF-8
 //! [32] public key
+//! u8+  address                       `host:port` peers of its datacenter may dial; may be empty
+//! u8   flags                         bit 0: the node is a gateway
 //! u16  number of entries, then per entry: u8+ service name, u8 protocol, u8 healthy (0/1)
 //! ```
 //!
-//! On a link each side writes catalogs to one unidirectional stream, each prefixed by a u32
-//! length; every catalog replaces the previous one whole, so a lost update cannot leave a stale
-//! entry behind.
+//! A node's catalog is replaced whole whenever it changes, so a lost detail cannot linger.
 
 use bytes::{BufMut, BytesMut};
 
@@ -20,10 +21,8 @@ use crate::identity::PublicKey;
 use crate::wire::{put_bytes8, Reader};
 use crate::Error;
 
-const VERSION: u8 = 1;
-
-/// The largest catalog a node accepts from a peer.
-pub const MAX_CATALOG_LEN: usize = 1 << 20;
+const VERSION: u8 = 2;
+const FLAG_GATEWAY: u8 = 1;
 
 /// One service a node fronts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,33 +38,33 @@ pub struct Catalog {
     pub node: String,
     pub datacenter: String,
     pub key: PublicKey,
+    /// Where nodes of its datacenter dial it; empty when it cannot be dialed.
+    pub address: String,
+    /// Whether it carries traffic between its datacenter and others.
+    pub gateway: bool,
     pub services: Vec<CatalogEntry>,
 }
 
 impl Catalog {
-    /// Appends the catalog, prefixed by its u32 length, to `out`.
-    pub fn encode(&self, out: &mut BytesMut) {
-        let mut body = BytesMut::with_capacity(64 + self.services.len() * 24);
-        body.put_u8(VERSION);
-        put_bytes8(&mut body, self.node.as_bytes());
-        put_bytes8(&mut body, self.datacenter.as_bytes());
-        body.put_slice(&self.key.0);
-        body.put_u16(self.services.len().min(u16::MAX as usize) as u16);
+    /// Appends the catalog's encoding to `out`.
+    pub fn write(&self, out: &mut BytesMut) {
+        out.reserve(96 + self.services.len() * 24);
+        out.put_u8(VERSION);
+        put_bytes8(out, self.node.as_bytes());
+        put_bytes8(out, self.datacenter.as_bytes());
+        out.put_slice(&self.key.0);
+        put_bytes8(out, self.address.as_bytes());
+        out.put_u8(if self.gateway { FLAG_GATEWAY } else { 0 });
+        out.put_u16(self.services.len().min(u16::MAX as usize) as u16);
         for entry in self.services.iter().take(u16::MAX as usize) {
-            put_bytes8(&mut body, entry.service.as_bytes());
-            body.put_u8(entry.protocol.code());
-            body.put_u8(entry.healthy as u8);
+            put_bytes8(out, entry.service.as_bytes());
+            out.put_u8(entry.protocol.code());
+            out.put_u8(entry.healthy as u8);
         }
-        out.put_u32(body.len() as u32);
-        out.put_slice(&body);
     }
 
-    /// Decodes a catalog body (without its length prefix).
-    pub fn decode(buf: &[u8]) -> Result<Catalog, Error> {
-        if buf.len() > MAX_CATALOG_LEN {
-            return Err(Error::Malformed("catalog too long"));
-        }
-        let mut r = Reader::new(buf);
+    /// Reads one catalog from `r`, leaving what follows it.
+    pub fn read(r: &mut Reader<'_>) -> Result<Catalog, Error> {
         if r.u8()? != VERSION {
             return Err(Error::Malformed("unknown catalog version"));
         }
@@ -73,6 +72,11 @@ impl Catalog {
         let datacenter = r.str8()?.to_owned();
         let mut key = [0u8; 32];
         key.copy_from_slice(r.take(32)?);
+        let address = r.str8()?.to_owned();
+        let flags = r.u8()?;
+        if flags & !FLAG_GATEWAY != 0 {
+            return Err(Error::Malformed("unknown catalog flags"));
+        }
         let count = r.u16()? as usize;
         // Each entry takes at least 3 bytes: refuse counts the buffer cannot hold before
         // allocating for them.
@@ -94,13 +98,29 @@ impl Catalog {
                 healthy,
             });
         }
-        r.finish()?;
         Ok(Catalog {
             node,
             datacenter,
             key: PublicKey(key),
+            address,
+            gateway: flags & FLAG_GATEWAY != 0,
             services,
         })
+    }
+
+    /// Decodes a buffer that holds exactly one catalog.
+    pub fn decode(buf: &[u8]) -> Result<Catalog, Error> {
+        let mut r = Reader::new(buf);
+        let catalog = Catalog::read(&mut r)?;
+        r.finish()?;
+        Ok(catalog)
+    }
+
+    /// Whether the node fronts `service` (names match without regard to case).
+    pub fn fronts(&self, service: &str) -> bool {
+        self.services
+            .iter()
+            .any(|e| e.service.eq_ignore_ascii_case(service))
     }
 }
 
@@ -113,6 +133,8 @@ mod tests {
             node: "b".into(),
             datacenter: "dc1".into(),
             key: PublicKey([7; 32]),
+            address: "10.0.0.7:7700".into(),
+            gateway: true,
             services: vec![
                 CatalogEntry {
                     service: "greeter".into(),
@@ -131,16 +153,16 @@ mod tests {
     #[test]
     fn catalog_round_trips() {
         let mut out = BytesMut::new();
-        catalog().encode(&mut out);
-        assert_eq!(Catalog::decode(&out[4..]).expect("decodes"), catalog());
+        catalog().write(&mut out);
+        assert_eq!(Catalog::decode(&out).expect("decodes"), catalog());
     }
 
     #[test]
     fn truncated_catalogs_are_refused() {
         let mut out = BytesMut::new();
-        catalog().encode(&mut out);
-        for cut in 0..out.len() - 4 {
-            assert!(Catalog::decode(&out[4..4 + cut]).is_err(), "cut at {cut}");
+        catalog().write(&mut out);
+        for cut in 0..out.len() {
+            assert!(Catalog::decode(&out[..cut]).is_err(), "cut at {cut}");
         }
     }
 
@@ -158,10 +180,10 @@ mod tests {
             services: vec![],
             ..catalog()
         }
-        .encode(&mut out);
+        .write(&mut out);
         let n = out.len();
         out[n - 2] = 0xff;
         out[n - 1] = 0xff;
-        assert!(Catalog::decode(&out[4..]).is_err());
+        assert!(Catalog::decode(&out).is_err());
     }
 }

@@ -20,7 +20,9 @@ mod link;
 mod network;
 mod noise;
 mod route;
+mod table;
 mod transport;
+mod update;
 pub mod wire;
 
 pub use catalog::{Catalog, CatalogEntry};
@@ -28,10 +30,9 @@ pub use error::Error;
 pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
-pub use network::{
-    AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot,
-    StreamHandler,
-};
+//NETWORK
 pub use noise::{HandshakeData, Trust};
-pub use route::{Route, RouteTable};
+pub use route::Route;
+pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
+pub use update::{Advert, Update, MAX_UPDATE_LEN};
 pub use transport::Transport;
