@@ -33,15 +33,16 @@ impl Directory for MeshDirectory {
                 });
             }
         }
-        for (route, link) in self
+        for (route, peer) in self
             .network
             .lookup(&name.service, name.datacenter.as_deref())
         {
             endpoints.push(Endpoint {
                 id: EndpointId::Node(route.key),
                 target: Target::Node {
-                    link,
+                    peer,
                     node: route.node,
+                    metric: route.metric,
                 },
                 protocol: route.protocol,
                 datacenter: route.datacenter,

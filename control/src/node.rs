@@ -233,6 +233,8 @@ impl Node {
             name: config.node.name.clone(),
             datacenter: config.node.datacenter.clone(),
             listen: config.tunnel.listen,
+            advertise: config.tunnel.advertise.clone(),
+            gateway: config.tunnel.gateway,
             peers,
             trust,
         })

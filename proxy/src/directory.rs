@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferry_tunnel::{Link, Protocol};
+use ferry_tunnel::{Peer, Protocol};
 
 use crate::error::ProxyError;
 use crate::target::ServiceName;
@@ -15,7 +15,12 @@ pub enum Target {
     /// A plain address, dialed directly: a local workload or a service outside the mesh.
     Address(SocketAddr),
     /// A Ferry node, reached through the tunnel; it delivers to its own local service.
-    Node { link: Link, node: String },
+    /// `metric` is the route's cost: round-trip times summed along its path.
+    Node {
+        peer: Peer,
+        node: String,
+        metric: Duration,
+    },
 }
 
 /// Names an endpoint across lookups: the balancer keeps its latency figures under it. Cheap
@@ -46,11 +51,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// How far away the endpoint is: the link's RTT, or nothing for a direct address.
+    /// How far away the endpoint is: the route's cost, or nothing for a direct address.
     pub fn distance(&self) -> Duration {
         match &self.target {
             Target::Address(_) => Duration::ZERO,
-            Target::Node { link, .. } => link.rtt(),
+            Target::Node { metric, .. } => *metric,
         }
     }
 }

@@ -133,14 +133,14 @@ async fn forward(
             }
             Ok(response.map(body::boxed))
         }
-        Target::Node { link, .. } => {
+        Target::Node { peer, .. } => {
             let header = StreamHeader {
                 kind: StreamKind::Http,
                 protocol: endpoint.protocol,
                 service: service.to_owned(),
                 datacenter: datacenter.unwrap_or(&endpoint.datacenter).to_owned(),
             };
-            remote::send(link, &header, request, upgrade)
+            remote::send(peer, &header, request, upgrade)
                 .await
                 .map_err(|f| Failure {
                     reason: f.reason,

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::debug;
 
-use ferry_tunnel::{Link, Protocol, StreamHeader, StreamReader, StreamWriter, TunnelStream};
+use ferry_tunnel::{Peer, Protocol, StreamHeader, StreamReader, StreamWriter, TunnelStream};
 
 use crate::body::{self, Body, BoxError};
 use crate::client::Upstreams;
@@ -32,16 +32,16 @@ pub(crate) struct LinkFailure {
     pub unsent: Option<Request<Body>>,
 }
 
-/// Sends `request` over `link` and returns the response as it starts to arrive; its body
+/// Sends `request` to `peer` and returns the response as it starts to arrive; its body
 /// streams in as the peer sends it. With `upgrade`, a `101` answer turns the stream into a
 /// raw pipe between the caller and the far service.
 pub(crate) async fn send(
-    link: &Link,
+    peer: &Peer,
     header: &StreamHeader,
     request: Request<Body>,
     upgrade: Option<OnUpgrade>,
 ) -> Result<Response<Body>, LinkFailure> {
-    let stream = match link.open(header).await {
+    let stream = match peer.open(header).await {
         Ok(stream) => stream,
         Err(e) => {
             return Err(LinkFailure {

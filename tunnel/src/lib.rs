@@ -30,7 +30,10 @@ pub use error::Error;
 pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
-//NETWORK
+pub use network::{
+    AdmissionCounts, IncomingStream, Network, NetworkConfig, Peer, PeerAddress, PeerSnapshot,
+    StreamHandler,
+};
 pub use noise::{HandshakeData, Trust};
 pub use route::Route;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};

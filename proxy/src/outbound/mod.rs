@@ -154,14 +154,14 @@ async fn open_stream(endpoint: &Endpoint, name: &ServiceName) -> Result<Upstream
             let _ = stream.set_nodelay(true);
             Ok(Upstream::Direct(stream))
         }
-        Target::Node { link, node } => {
+        Target::Node { peer, node, .. } => {
             let header = StreamHeader {
                 kind: StreamKind::Tcp,
                 protocol: endpoint.protocol,
                 service: name.service.clone(),
                 datacenter: endpoint.datacenter.clone(),
             };
-            link.open(&header)
+            peer.open(&header)
                 .await
                 .map(Upstream::Tunnel)
                 .map_err(|e| format!("node {node}: {e}"))

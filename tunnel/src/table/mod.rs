@@ -24,6 +24,7 @@ use crate::identity::PublicKey;
 use crate::route::{Route, ServiceIndex};
 use crate::update::{Advert, Update};
 
+pub(crate) use rules::same_dc;
 pub use rules::{Neighbor, Refusal};
 
 /// Names one link's exchange of routes. Two nodes that dial each other at once have two
@@ -74,6 +75,9 @@ pub struct Table {
     neighbors: HashMap<SessionId, NeighborState>,
     nodes: HashMap<PublicKey, NodeRoutes>,
     index: ServiceIndex,
+    /// Nodes that joined (`true`) or left the table since the last
+    /// [`Table::take_membership`].
+    membership: Vec<(PublicKey, bool)>,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -87,6 +91,7 @@ impl Table {
             neighbors: HashMap::new(),
             nodes: HashMap::new(),
             index: ServiceIndex::default(),
+            membership: Vec::new(),
         }
     }
 
@@ -270,6 +275,9 @@ impl Table {
         if let Some(old) = &old {
             self.index.remove(&old.advert.catalog);
         }
+        if old.is_some() != new.is_some() {
+            self.membership.push((*node, new.is_some()));
+        }
         match new {
             Some(best) => {
                 self.index.insert(&best.advert.catalog);
@@ -355,6 +363,11 @@ impl Table {
     /// Whether the neighbor on session `id` has sent everything it exports to this node.
     pub fn synced(&self, id: SessionId) -> bool {
         self.neighbors.get(&id).is_some_and(|n| n.synced)
+    }
+
+    /// The nodes that joined (`true`) or left the table since the last call.
+    pub fn take_membership(&mut self) -> Vec<(PublicKey, bool)> {
+        std::mem::take(&mut self.membership)
     }
 
     /// How many nodes the table knows.

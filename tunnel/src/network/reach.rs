@@ -1,0 +1,89 @@
+//! Reaching a node a call needs: over the link to it if there is one, else by dialing it on
+//! first use. Nodes of this datacenter are dialed directly at the address they advertise.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::session::{register, run_registered};
+use super::{dial, lock, Shared};
+use crate::header::StreamHeader;
+use crate::identity::PublicKey;
+use crate::link::{Link, TunnelStream};
+use crate::table::same_dc;
+use crate::Error;
+
+/// A node that calls can go to. Cheap to clone.
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+    key: PublicKey,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Peer({})", self.key)
+    }
+}
+
+impl Peer {
+    pub(super) fn new(shared: Arc<Shared>, key: PublicKey) -> Peer {
+        Peer { shared, key }
+    }
+
+    pub fn key(&self) -> PublicKey {
+        self.key
+    }
+
+    /// Opens a stream to the node for one request or TCP connection.
+    pub async fn open(&self, header: &StreamHeader) -> Result<TunnelStream, Error> {
+        self.link().await?.open(header).await
+    }
+
+    async fn link(&self) -> Result<Link, Error> {
+        if let Some(link) = self.shared.link(&self.key) {
+            return Ok(link);
+        }
+        // Calls that find no link wait for one dial rather than each making their own.
+        let turn = lock(&self.shared.reaching)
+            .entry(self.key)
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        if let Some(link) = self.shared.link(&self.key) {
+            return Ok(link);
+        }
+        let result = self.dial().await;
+        lock(&self.shared.reaching).remove(&self.key);
+        result
+    }
+
+    async fn dial(&self) -> Result<Link, Error> {
+        let shared = &self.shared;
+        let (catalog, here) = {
+            let routing = lock(&shared.routing);
+            let here = routing.table.me().datacenter.clone();
+            let catalog = routing.table.node(&self.key).cloned();
+            (catalog, here)
+        };
+        let catalog = catalog.ok_or_else(|| Error::Connect {
+            addr: self.key.to_string(),
+            reason: "no route to the node".into(),
+        })?;
+        if !same_dc(&catalog.datacenter, &here) || catalog.address.is_empty() {
+            return Err(Error::Connect {
+                addr: catalog.node.clone(),
+                reason: "reached through a gateway".into(),
+            });
+        }
+        let link = dial::connect(shared, &catalog.address, &self.key).await?;
+        let key = register(shared, &link)?;
+        let (shared, running) = (shared.clone(), link.clone());
+        tokio::spawn(async move {
+            if let Err(e) = run_registered(&shared, running, key, None).await {
+                debug!(peer = %key, error = %e, "link ended");
+            }
+        });
+        Ok(link)
+    }
+}
