@@ -1,14 +1,17 @@
 //! Inner sessions over relays, with real quinn endpoints: first joined by a lossy in-memory
 //! forwarder, then in their real shape, relayed by a gateway over UDP loopback.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::datagram::{self, HEADER_LEN};
@@ -217,23 +220,28 @@ async fn run_gateway(
     }
 }
 
-/// An endpoint node's half of relaying: inner packets out as datagrams on `outer`, datagrams
-/// for `me` from `outer` into the relay. Returns the relay to build the inner transport on.
-fn relay_over(outer: &Link, me: PublicKey) -> Relay {
-    let out = outer.clone();
+/// An endpoint node's half of relaying: inner packets out as datagrams on the first of
+/// `outers` still open (a stand-in for the network's route choice), datagrams for `me` from
+/// any of them into the relay. Returns the relay to build the inner transport on.
+fn relay_over(outers: &[Link], me: PublicKey) -> Relay {
+    let routes = outers.to_vec();
     let relay = Relay::new(Arc::new(move |dst, packet| {
-        let _ = out.send_datagram(datagram::encode(&dst, &me, &packet));
-    }));
-    let (inbound, into) = (outer.clone(), relay.clone());
-    tokio::spawn(async move {
-        while let Ok(bytes) = inbound.read_datagram().await {
-            let src = match datagram::decode(&bytes) {
-                Ok(relayed) if relayed.dst == me => relayed.src,
-                _ => continue,
-            };
-            into.deliver(src, bytes.slice(HEADER_LEN..));
+        if let Some(link) = routes.iter().find(|link| !link.is_closed()) {
+            let _ = link.send_datagram(datagram::encode(&dst, &me, &packet));
         }
-    });
+    }));
+    for outer in outers {
+        let (inbound, into) = (outer.clone(), relay.clone());
+        tokio::spawn(async move {
+            while let Ok(bytes) = inbound.read_datagram().await {
+                let src = match datagram::decode(&bytes) {
+                    Ok(relayed) if relayed.dst == me => relayed.src,
+                    _ => continue,
+                };
+                into.deliver(src, bytes.slice(HEADER_LEN..));
+            }
+        });
+    }
     relay
 }
 
@@ -282,8 +290,8 @@ async fn a_gateway_relays_an_inner_session_it_cannot_read() {
         "an outer datagram holds {room} bytes"
     );
 
-    let relay_a = relay_over(&a_g, key_a);
-    let relay_b = relay_over(&b_g, key_b);
+    let relay_a = relay_over(std::slice::from_ref(&a_g), key_a);
+    let relay_b = relay_over(&[b_g], key_b);
     let inner_a = Transport::over_relay(&relay_a, &id_a, Arc::new(Trust::default())).expect("a");
     let inner_b =
         Transport::over_relay(&relay_b, &id_b, Arc::new(Trust::new(vec![key_a]))).expect("b");
@@ -332,6 +340,120 @@ async fn a_gateway_relays_an_inner_session_it_cannot_read() {
     );
 }
 
+/// A gateway on loopback that trusts `trusted`, with its forwarder running.
+struct Gateway {
+    transport: Transport,
+    addr: SocketAddr,
+    links: Arc<Mutex<HashMap<PublicKey, Link>>>,
+    forwarded: Arc<AtomicUsize>,
+}
+
+fn gateway(identity: &Identity, trusted: Vec<PublicKey>) -> Gateway {
+    let transport = loopback(identity, trusted);
+    let g = Gateway {
+        addr: transport.local_addr().expect("bound"),
+        links: Arc::default(),
+        forwarded: Arc::default(),
+        transport,
+    };
+    tokio::spawn(run_gateway(
+        g.transport.clone(),
+        g.links.clone(),
+        g.forwarded.clone(),
+    ));
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inner_stream_survives_the_loss_of_its_gateway() {
+    let (id_a, id_b) = (
+        Identity::from_secret_bytes([1; 32]),
+        Identity::from_secret_bytes([2; 32]),
+    );
+    let (id_g1, id_g2) = (
+        Identity::from_secret_bytes([3; 32]),
+        Identity::from_secret_bytes([4; 32]),
+    );
+    let (key_a, key_b) = (id_a.public(), id_b.public());
+    let g1 = gateway(&id_g1, vec![key_a, key_b]);
+    let g2 = gateway(&id_g2, vec![key_a, key_b]);
+
+    let (outer_a, outer_b) = (loopback(&id_a, vec![]), loopback(&id_b, vec![]));
+    let mut outer = Vec::new();
+    for (from, (to, key)) in [&outer_a, &outer_b].into_iter().flat_map(|t| {
+        [
+            (t, (g1.addr, id_g1.public())),
+            (t, (g2.addr, id_g2.public())),
+        ]
+    }) {
+        let link = within("an outer link", 10, from.connect(to, &key)).await;
+        outer.push(link.expect("links to a gateway"));
+    }
+    within("both gateways to hold both links", 10, async {
+        while g1.links.lock().expect("not poisoned").len() < 2
+            || g2.links.lock().expect("not poisoned").len() < 2
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // Both ends prefer g1 while it lives.
+    let relay_a = relay_over(&outer[0..2], key_a);
+    let relay_b = relay_over(&outer[2..4], key_b);
+    let inner_a = Transport::over_relay(&relay_a, &id_a, Arc::new(Trust::default())).expect("a");
+    let inner_b =
+        Transport::over_relay(&relay_b, &id_b, Arc::new(Trust::new(vec![key_a]))).expect("b");
+    let (at_a, at_b) = inner_link(&inner_a, &relay_a, &inner_b, &key_b).await;
+
+    let sent = payload(4, TEN_MIB);
+    let a_side = async {
+        let mut stream = at_a.open(&header()).await.expect("a stream opens");
+        stream.write_all(&sent).await.expect("write");
+        stream.shutdown().await.expect("finish");
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.expect("b finishes");
+    };
+    let b_side = async {
+        let mut stream = at_b.accept().await.expect("a stream arrives");
+        stream.read_header().await.expect("its header");
+        let mut got = Vec::with_capacity(TEN_MIB);
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = stream.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            // A tenth of the way in, g1 goes away; the ends carry on through g2.
+            if got.len() < TEN_MIB / 10 && got.len() + n >= TEN_MIB / 10 {
+                g1.transport.close();
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        stream.shutdown().await.expect("finish");
+        got
+    };
+    let ((), got) = within("10 MiB across a lost gateway", 120, async {
+        tokio::join!(a_side, b_side)
+    })
+    .await;
+    assert!(outer[0].is_closed(), "g1 should be gone");
+    let (via_g1, via_g2) = (
+        g1.forwarded.load(Ordering::Relaxed),
+        g2.forwarded.load(Ordering::Relaxed),
+    );
+    assert!(
+        via_g1 > 0 && via_g2 > TEN_MIB / 2 / 1200,
+        "{via_g1} datagrams went through g1 and {via_g2} through g2"
+    );
+    assert!(
+        got == sent,
+        "b received {} bytes, not a's 10 MiB",
+        got.len()
+    );
+    assert!(!at_a.is_closed(), "the inner link should live on");
+}
+
 #[test]
 fn garbage_and_truncated_datagrams_are_refused() {
     let good = datagram::encode(&PublicKey([1; 32]), &PublicKey([2; 32]), &[7; 100]);
@@ -342,4 +464,110 @@ fn garbage_and_truncated_datagrams_are_refused() {
             .is_err()
     );
     assert!(datagram::decode(&[]).is_err());
+}
+
+/// A UDP hop in front of `to` that can go silent both ways, as a crashed machine does: unlike
+/// a closing endpoint, it sends no CONNECTION_CLOSE.
+async fn silenceable_hop(to: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("binds"));
+    let addr = front.local_addr().expect("bound");
+    let silent = Arc::new(AtomicBool::new(false));
+    let quiet = silent.clone();
+    tokio::spawn(async move {
+        // One socket toward `to` per client, so replies find their way back.
+        let mut backs: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, client)) = front.recv_from(&mut buf).await {
+            if quiet.load(Ordering::Relaxed) {
+                continue;
+            }
+            let back = match backs.entry(client) {
+                Entry::Occupied(known) => known.get().clone(),
+                Entry::Vacant(new) => {
+                    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("binds"));
+                    back.connect(to).await.expect("connects");
+                    let (from, reply, quiet) = (back.clone(), front.clone(), quiet.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(n) = from.recv(&mut buf).await {
+                            if !quiet.load(Ordering::Relaxed) {
+                                let _ = reply.send_to(&buf[..n], client).await;
+                            }
+                        }
+                    });
+                    new.insert(back).clone()
+                }
+            };
+            let _ = back.send(&buf[..n]).await;
+        }
+    });
+    (addr, silent)
+}
+
+/// Fails today: inner and outer links share the 1 s idle timeout, so when a gateway goes
+/// silent the inner session times out (measured ~1.006 s) before its end notices the dead outer
+/// link (~1.01–1.03 s) and moves to the other gateway. With an inner idle timeout of 3 s it
+/// passes. A gateway that closes cleanly is covered by the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "inner links share the outer 1 s idle timeout, so a silent gateway ends them"]
+async fn an_inner_session_survives_a_gateway_that_goes_silent() {
+    let (id_a, id_b) = (
+        Identity::from_secret_bytes([1; 32]),
+        Identity::from_secret_bytes([2; 32]),
+    );
+    let (id_g1, id_g2) = (
+        Identity::from_secret_bytes([3; 32]),
+        Identity::from_secret_bytes([4; 32]),
+    );
+    let (key_a, key_b) = (id_a.public(), id_b.public());
+    let g1 = gateway(&id_g1, vec![key_a, key_b]);
+    let g2 = gateway(&id_g2, vec![key_a, key_b]);
+    let (hop, silent) = silenceable_hop(g1.addr).await;
+    let (outer_a, outer_b) = (loopback(&id_a, vec![]), loopback(&id_b, vec![]));
+    let mut outer = Vec::new();
+    for (from, to, key) in [
+        (&outer_a, hop, id_g1.public()),
+        (&outer_a, g2.addr, id_g2.public()),
+        (&outer_b, hop, id_g1.public()),
+        (&outer_b, g2.addr, id_g2.public()),
+    ] {
+        let link = within("an outer link", 10, from.connect(to, &key)).await;
+        outer.push(link.expect("links to a gateway"));
+    }
+    let relay_a = relay_over(&outer[0..2], key_a);
+    let relay_b = relay_over(&outer[2..4], key_b);
+    let inner_a = Transport::over_relay(&relay_a, &id_a, Arc::new(Trust::default())).expect("a");
+    let inner_b =
+        Transport::over_relay(&relay_b, &id_b, Arc::new(Trust::new(vec![key_a]))).expect("b");
+    let (at_a, at_b) = inner_link(&inner_a, &relay_a, &inner_b, &key_b).await;
+
+    silent.store(true, Ordering::Relaxed);
+    within("a to find g1 dead", 10, async {
+        while !outer[0].is_closed() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // Through g2 now: a stream must still cross.
+    let sent = payload(5, 100_000);
+    let b_side = async {
+        let mut stream = at_b.accept().await.expect("a stream arrives");
+        stream.read_header().await.expect("its header");
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.expect("read");
+        stream.shutdown().await.expect("finish");
+        got
+    };
+    let a_side = async {
+        let mut stream = at_a.open(&header()).await.expect("a stream opens");
+        stream.write_all(&sent).await.expect("write");
+        stream.shutdown().await.expect("finish");
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.expect("b finishes");
+    };
+    let ((), got) = within("a stream through g2", 10, async {
+        tokio::join!(a_side, b_side)
+    })
+    .await;
+    assert!(got == sent, "b received {} bytes", got.len());
 }
