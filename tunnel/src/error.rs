@@ -13,6 +13,9 @@ pub enum Error {
     Connect { addr: String, reason: String },
     #[error("link closed: {0}")]
     LinkClosed(String),
+    /// A datagram that was not sent; datagrams are unreliable, so callers usually drop it.
+    #[error("datagram not sent: {0}")]
+    Datagram(String),
     #[error("tunnel setup failed: {0}")]
     Setup(String),
     #[error(transparent)]

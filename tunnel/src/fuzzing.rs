@@ -13,3 +13,15 @@ pub fn handshake(data: &[u8]) {
         data,
     );
 }
+
+/// Decodes a relay datagram as a gateway would; whatever decodes must encode back to the same
+/// bytes, so a gateway never forwards anything but what it read.
+pub fn relay_datagram(data: &[u8]) {
+    use crate::relay::datagram;
+    if let Ok(relayed) = datagram::decode(data) {
+        assert_eq!(
+            datagram::encode(&relayed.dst, &relayed.src, relayed.packet),
+            data
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::header::{StreamHeader, MAX_HEADER_LEN};
@@ -60,6 +60,29 @@ impl Link {
 
     pub(crate) fn connection(&self) -> &quinn::Connection {
         &self.conn
+    }
+
+    /// Sends a relay datagram to the peer, unreliably: it may be lost like a UDP packet, and a
+    /// full send buffer drops the oldest queued datagrams to make room (quinn's choice, which
+    /// tells the inner sessions of congestion sooner than dropping the newest would). An error
+    /// means this one was not sent at all (too large for the path, datagrams disabled, link
+    /// closed); a relaying caller drops the packet and goes on.
+    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
+    pub(crate) fn send_datagram(&self, datagram: Bytes) -> Result<(), Error> {
+        use quinn::SendDatagramError;
+        self.conn.send_datagram(datagram).map_err(|e| match e {
+            SendDatagramError::ConnectionLost(e) => Error::LinkClosed(e.to_string()),
+            other => Error::Datagram(other.to_string()),
+        })
+    }
+
+    /// Waits for the next datagram from the peer; an error once the link has closed.
+    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
+    pub(crate) async fn read_datagram(&self) -> Result<Bytes, Error> {
+        self.conn
+            .read_datagram()
+            .await
+            .map_err(|e| Error::LinkClosed(e.to_string()))
     }
 
     /// The latest round-trip time estimate.

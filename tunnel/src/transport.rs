@@ -1,4 +1,7 @@
-//! The node's QUIC endpoint: one UDP socket that dials and accepts links.
+//! The node's QUIC endpoints: one on its UDP socket for links to the nodes it reaches directly
+//! (the *outer* links), and one on a [`Relay`] for end-to-end sessions through gateways (the
+//! *inner* links). Both use the same Noise crypto and link settings; they differ only in
+//! packet sizes and in which carries relay datagrams.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use quinn::{TransportConfig, VarInt};
 use crate::identity::{Identity, PublicKey};
 use crate::link::Link;
 use crate::noise::{self, Trust};
+use crate::relay::Relay;
 use crate::Error;
 
 /// Keep-alives go out often enough that a dead peer is noticed well within the idle timeout.
@@ -22,13 +26,56 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Streams are cheap; a node proxying many concurrent calls needs many.
 const MAX_STREAMS: u32 = 10_000;
 
-/// Dials and accepts links on one UDP socket.
+/// Dials and accepts links on one socket: a real UDP socket, or a [`Relay`] for end-to-end
+/// sessions through gateways.
 #[derive(Clone, Debug)]
 pub struct Transport {
     endpoint: quinn::Endpoint,
 }
 
-fn transport_config() -> Result<Arc<TransportConfig>, Error> {
+/// What a transport's packets travel in, which decides how large they may be.
+#[derive(Clone, Copy, Debug)]
+enum Carrier {
+    /// Real UDP between nodes: outer links, which also carry relay datagrams.
+    Udp,
+    /// Relay datagrams on outer links: inner sessions through gateways.
+    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
+    Relay,
+}
+
+/// The largest inner packet: QUIC's minimum (RFC 9000 §14), which every outer link must carry.
+/// Fixed, with no path MTU discovery: inner packets cross several outer links whose sizes the
+/// inner endpoint cannot probe, and a probe too large is lost rather than fragmented.
+const INNER_MTU: u16 = 1200;
+
+/// Outer links' UDP payload, from the first packet, and never less: an outer DATAGRAM frame
+/// must hold a whole inner packet and its relay header. The arithmetic, for a 1-RTT packet:
+///
+/// ```text
+///   1,200  inner packet (INNER_MTU)
+/// +    65  relay header (version, two keys)
+/// +     1  short header flags
+/// +     8  destination connection ID (quinn's default length)
+/// +     4  packet number (at most)
+/// +    16  AEAD tag (AES-GCM or ChaCha20-Poly1305)
+/// +     9  DATAGRAM frame type and length (quinn's bound)
+/// = 1,303  smallest payload that works
+/// ```
+///
+/// 1,400 leaves ~100 bytes to spare and is 1,428 bytes on the wire over IPv4, 1,448 over IPv6:
+/// within Ethernet's 1,500 with room for one layer of encapsulation, but not for a path whose
+/// MTU is below that (a node behind such a path could not carry relay traffic, and its links
+/// would fail their handshakes). MTU discovery still raises it where the path allows.
+const OUTER_MTU: u16 = 1400;
+
+/// Relay datagrams queued in each direction of an outer link. A gateway forwards the inner
+/// packets of many sessions on one link; 4 MiB holds ~3,300 full packets, about 30 ms at
+/// 1 Gbit/s, enough to ride out a burst without keeping a long standing queue that would
+/// inflate every inner session's round-trip time. When it is full, quinn drops the oldest
+/// datagrams, which the inner sessions see as loss.
+const DATAGRAM_BUFFER: usize = 4 << 20;
+
+fn transport_config(carrier: Carrier) -> Result<Arc<TransportConfig>, Error> {
     let mut t = TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_idle_timeout(Some(
@@ -38,6 +85,21 @@ fn transport_config() -> Result<Arc<TransportConfig>, Error> {
     ));
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
     t.max_concurrent_uni_streams(VarInt::from_u32(16));
+    match carrier {
+        Carrier::Udp => {
+            t.initial_mtu(OUTER_MTU);
+            t.min_mtu(OUTER_MTU);
+            t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+            t.datagram_send_buffer_size(DATAGRAM_BUFFER);
+        }
+        Carrier::Relay => {
+            t.initial_mtu(INNER_MTU);
+            t.min_mtu(INNER_MTU);
+            t.mtu_discovery_config(None);
+            // Inner sessions carry streams only; nothing relays through them.
+            t.datagram_receive_buffer_size(None);
+        }
+    }
     Ok(Arc::new(t))
 }
 
@@ -64,6 +126,25 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// The Noise configs for both roles, on the transport settings of `carrier`.
+fn quic_configs(
+    identity: &Identity,
+    trust: Arc<Trust>,
+    carrier: Carrier,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), Error> {
+    let transport = transport_config(carrier)?;
+    let (client_crypto, server_crypto) = noise::configs(identity, trust)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    Ok((server, client))
+}
+
+fn runtime() -> Result<Arc<dyn quinn::Runtime>, Error> {
+    quinn::default_runtime().ok_or_else(|| Error::Setup("no async runtime".into()))
+}
+
 impl Transport {
     /// Binds the tunnel's UDP socket. Links are authenticated by `identity`; only keys in
     /// `trust` may open one to this node.
@@ -72,25 +153,47 @@ impl Transport {
         identity: &Identity,
         trust: Arc<Trust>,
     ) -> Result<Transport, Error> {
-        let transport = transport_config()?;
-        let (client_crypto, server_crypto) = noise::configs(identity, trust)?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        let (server, client) = quic_configs(identity, trust, Carrier::Udp)?;
         let socket = udp_socket(listen)
             .map_err(|e| Error::Setup(format!("cannot bind tunnel on udp {listen}: {e}")))?;
-        let runtime =
-            quinn::default_runtime().ok_or_else(|| Error::Setup("no async runtime".into()))?;
-        let mut endpoint = quinn::Endpoint::new(
+        let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
             socket,
-            runtime,
+            runtime()?,
         )
         .map_err(|e| Error::Setup(format!("cannot start the tunnel on udp {listen}: {e}")))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client.transport_config(transport);
+        Ok(Transport::new(endpoint, client))
+    }
+
+    /// A transport for end-to-end sessions through gateways, whose packets go through `relay`.
+    /// Its links are authenticated exactly as direct ones, by `identity` and `trust`; dial a
+    /// node at [`Relay::address_of`] its key.
+    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
+    pub(crate) fn over_relay(
+        relay: &Relay,
+        identity: &Identity,
+        trust: Arc<Trust>,
+    ) -> Result<Transport, Error> {
+        let (server, client) = quic_configs(identity, trust, Carrier::Relay)?;
+        let mut config = quinn::EndpointConfig::default();
+        // Tells peers, too, that nothing larger can arrive.
+        config
+            .max_udp_payload_size(INNER_MTU)
+            .map_err(|e| Error::Setup(format!("inner packet size: {e}")))?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            config,
+            Some(server),
+            relay.socket(),
+            runtime()?,
+        )
+        .map_err(|e| Error::Setup(format!("cannot start a relayed transport: {e}")))?;
+        Ok(Transport::new(endpoint, client))
+    }
+
+    fn new(mut endpoint: quinn::Endpoint, client: quinn::ClientConfig) -> Transport {
         endpoint.set_default_client_config(client);
-        Ok(Transport { endpoint })
+        Transport { endpoint }
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
