@@ -67,7 +67,6 @@ impl Link {
     /// tells the inner sessions of congestion sooner than dropping the newest would). An error
     /// means this one was not sent at all (too large for the path, datagrams disabled, link
     /// closed); a relaying caller drops the packet and goes on.
-    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
     pub(crate) fn send_datagram(&self, datagram: Bytes) -> Result<(), Error> {
         use quinn::SendDatagramError;
         self.conn.send_datagram(datagram).map_err(|e| match e {
@@ -77,7 +76,6 @@ impl Link {
     }
 
     /// Waits for the next datagram from the peer; an error once the link has closed.
-    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
     pub(crate) async fn read_datagram(&self) -> Result<Bytes, Error> {
         self.conn
             .read_datagram()

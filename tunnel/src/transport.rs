@@ -23,6 +23,12 @@ const KEEP_ALIVE: Duration = Duration::from_millis(200);
 /// with room for scheduling delays. Five keep-alives fit in the timeout, so a link survives
 /// four lost in a row.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// An inner session through gateways outlives the loss of the gateway it runs through:
+/// noticing that takes an outer link's idle timeout (about 1.2 s), after which the inner
+/// packets take the other gateway. It does not need a short timeout of its own, because the
+/// network closes it the moment the route table loses its far end.
+const INNER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+const INNER_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// Streams are cheap; a node proxying many concurrent calls needs many.
 const MAX_STREAMS: u32 = 10_000;
 
@@ -39,7 +45,6 @@ enum Carrier {
     /// Real UDP between nodes: outer links, which also carry relay datagrams.
     Udp,
     /// Relay datagrams on outer links: inner sessions through gateways.
-    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
     Relay,
 }
 
@@ -77,10 +82,13 @@ const DATAGRAM_BUFFER: usize = 4 << 20;
 
 fn transport_config(carrier: Carrier) -> Result<Arc<TransportConfig>, Error> {
     let mut t = TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
+    let (keep_alive, idle) = match carrier {
+        Carrier::Udp => (KEEP_ALIVE, IDLE_TIMEOUT),
+        Carrier::Relay => (INNER_KEEP_ALIVE, INNER_IDLE_TIMEOUT),
+    };
+    t.keep_alive_interval(Some(keep_alive));
     t.max_idle_timeout(Some(
-        IDLE_TIMEOUT
-            .try_into()
+        idle.try_into()
             .map_err(|_| Error::Setup("idle timeout out of range".into()))?,
     ));
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
@@ -169,7 +177,6 @@ impl Transport {
     /// A transport for end-to-end sessions through gateways, whose packets go through `relay`.
     /// Its links are authenticated exactly as direct ones, by `identity` and `trust`; dial a
     /// node at [`Relay::address_of`] its key.
-    #[cfg_attr(not(test), allow(dead_code))] // until network.rs relays
     pub(crate) fn over_relay(
         relay: &Relay,
         identity: &Identity,

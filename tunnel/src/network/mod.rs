@@ -6,9 +6,12 @@
 //!   the peer opens, and the withdrawal of its routes when it ends.
 //! - `dial.rs`: links to configured peers (redialed with backoff) and links peers open.
 //! - `reach.rs`: [`Peer`], a handle that opens streams to a node, dialing it on first use.
+//! - `relaying.rs`: inner sessions to nodes beyond gateways, and the forwarding of their
+//!   datagrams by gateways.
 
 mod dial;
 mod reach;
+mod relaying;
 mod session;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +29,7 @@ use crate::header::StreamHeader;
 use crate::identity::{Identity, PublicKey};
 use crate::link::{Link, TunnelStream};
 use crate::noise::Trust;
+use crate::relay::Relay;
 use crate::route::Route;
 use crate::table::{Outgoing, SessionId, Table};
 use crate::transport::Transport;
@@ -117,8 +121,8 @@ const UPDATE_QUEUE: usize = 1 << 16;
 
 impl Routing {
     /// Queues each update for its session, and passes the table's membership changes to
-    /// the trust set.
-    fn send(&mut self, out: Vec<Outgoing>, trust: &Trust) {
+    /// the trust set. Returns the nodes that left the table.
+    fn send(&mut self, out: Vec<Outgoing>, trust: &Trust) -> Vec<PublicKey> {
         for o in out {
             let full = match self.sessions.get(&o.to) {
                 Some(queue) => queue.try_send(o.update).is_err(),
@@ -129,15 +133,26 @@ impl Routing {
                 self.sessions.remove(&o.to);
             }
         }
+        let mut left = Vec::new();
         for (key, joined) in self.table.take_membership() {
             trust.vouch(key, joined);
+            if !joined {
+                left.push(key);
+            }
         }
+        left
     }
 }
 
 struct Shared {
     transport: Transport,
     key: PublicKey,
+    gateway: bool,
+    /// The socket of inner sessions, whose packets travel as datagrams through gateways.
+    relay: Relay,
+    inner: Transport,
+    /// Inner sessions by the node at their far end.
+    relayed: Mutex<HashMap<PublicKey, Link>>,
     routing: Mutex<Routing>,
     /// Live links by peer, newest last: two nodes that dial each other at once have two.
     links: Mutex<HashMap<PublicKey, Vec<LinkEntry>>>,
@@ -168,18 +183,44 @@ impl Shared {
     fn route<R>(&self, event: impl FnOnce(&mut Table) -> (R, Vec<Outgoing>)) -> R {
         let mut routing = lock(&self.routing);
         let (result, out) = event(&mut routing.table);
-        routing.send(out, &self.trust);
+        let left = routing.send(out, &self.trust);
+        drop(routing);
+        self.forget(left);
         result
     }
 
-    /// The newest live link to `key`.
-    fn link(&self, key: &PublicKey) -> Option<Link> {
+    /// Closes the inner sessions to nodes the table no longer knows: calls to them fail at
+    /// once rather than when the session times out.
+    fn forget(&self, left: Vec<PublicKey>) {
+        if left.is_empty() {
+            return;
+        }
+        let mut relayed = lock(&self.relayed);
+        for key in left {
+            if let Some(link) = relayed.remove(&key) {
+                link.connection().close(0u32.into(), b"no route");
+            }
+        }
+    }
+
+    /// The newest live direct link to `key`.
+    fn direct(&self, key: &PublicKey) -> Option<Link> {
         lock(&self.links)
             .get(key)?
             .iter()
             .rev()
             .find(|e| !e.link.is_closed())
             .map(|e| e.link.clone())
+    }
+
+    /// A live link to `key`: direct, else an inner session through gateways.
+    fn link(&self, key: &PublicKey) -> Option<Link> {
+        self.direct(key).or_else(|| {
+            lock(&self.relayed)
+                .get(key)
+                .filter(|l| !l.is_closed())
+                .cloned()
+        })
     }
 }
 
@@ -194,6 +235,16 @@ impl Network {
     /// called within a tokio runtime.
     pub fn start(config: NetworkConfig) -> Result<Network, Error> {
         let transport = Transport::bind(config.listen, &config.identity, config.trust.clone())?;
+        // The relay's packets go out through the network, which does not exist yet: the
+        // callback finds it through a cell filled in below.
+        let network = Arc::new(std::sync::OnceLock::<std::sync::Weak<Shared>>::new());
+        let found = network.clone();
+        let relay = Relay::new(Arc::new(move |dst, packet| {
+            if let Some(shared) = found.get().and_then(|w| w.upgrade()) {
+                shared.send_relayed(dst, packet);
+            }
+        }));
+        let inner = Transport::over_relay(&relay, &config.identity, config.trust.clone())?;
         let (handler, _) = watch::channel(None);
         let me = Catalog {
             node: config.name,
@@ -208,6 +259,10 @@ impl Network {
         let shared = Arc::new(Shared {
             transport,
             key: me.key,
+            gateway: me.gateway,
+            relay,
+            inner,
+            relayed: Mutex::default(),
             routing: Mutex::new(Routing {
                 table: Table::new(me),
                 sessions: HashMap::new(),
@@ -226,7 +281,9 @@ impl Network {
             trust: config.trust,
             admitted: Default::default(),
         });
+        let _ = network.set(Arc::downgrade(&shared));
         tokio::spawn(dial::accept_links(shared.clone()));
+        tokio::spawn(relaying::accept_inner(shared.clone()));
         for peer in config.peers {
             lock(&shared.dialed).insert(peer.address.clone(), "connecting");
             tokio::spawn(dial::keep_linked(shared.clone(), peer));
@@ -299,6 +356,33 @@ impl Network {
                 path: "direct".into(),
             });
         }
+        for (key, link) in lock(&self.shared.relayed).iter() {
+            if link.is_closed() {
+                continue;
+            }
+            let (name, datacenter, via) = {
+                let routing = lock(&self.shared.routing);
+                let node = routing.table.node(key);
+                let via = routing
+                    .table
+                    .next_hop(key)
+                    .and_then(|hop| routing.table.node(&hop).map(|c| c.node.clone()));
+                (
+                    node.map(|c| c.node.clone()).unwrap_or_default(),
+                    node.map(|c| c.datacenter.clone()).unwrap_or_default(),
+                    via.unwrap_or_default(),
+                )
+            };
+            peers.push(PeerSnapshot {
+                key: Some(*key),
+                name,
+                datacenter,
+                address: String::new(),
+                state: "up",
+                rtt: Some(link.rtt()),
+                path: format!("via {via}"),
+            });
+        }
         for (address, state) in lock(&self.shared.dialed).iter() {
             if *state != "up" {
                 peers.push(PeerSnapshot {
@@ -346,6 +430,7 @@ impl Network {
     /// Closes every link, telling peers to withdraw this node's routes now rather than after
     /// the idle timeout.
     pub fn close(&self) {
+        self.shared.inner.close();
         self.shared.transport.close();
     }
 }

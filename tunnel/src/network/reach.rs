@@ -71,10 +71,7 @@ impl Peer {
             reason: "no route to the node".into(),
         })?;
         if !same_dc(&catalog.datacenter, &here) || catalog.address.is_empty() {
-            return Err(Error::Connect {
-                addr: catalog.node.clone(),
-                reason: "reached through a gateway".into(),
-            });
+            return shared.dial_relayed(&self.key).await;
         }
         let link = dial::connect(shared, &catalog.address, &self.key).await?;
         let key = register(shared, &link)?;

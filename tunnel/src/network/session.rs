@@ -117,6 +117,7 @@ async fn exchange(
         datacenter: catalog.datacenter.clone(),
         gateway: catalog.gateway,
     };
+    let neighbor_info = neighbor.clone();
     let accepted = {
         let mut routing = lock(&shared.routing);
         routing.sessions.insert(session, queue);
@@ -130,12 +131,18 @@ async fn exchange(
     };
 
     let acceptor = tokio::spawn(accept_streams(shared.clone(), link.clone(), key));
+    let relaying = tokio::spawn(super::relaying::carry(
+        shared.clone(),
+        link.clone(),
+        neighbor_info,
+    ));
     let sampler = tokio::spawn(sample_rtt(shared.clone(), link.clone(), session));
     let result = match accepted {
         Ok(_) => read_updates(shared, &mut stream, session, dialed).await,
         Err(refusal) => Err(Error::LinkClosed(format!("hello refused: {refusal}"))),
     };
     acceptor.abort();
+    relaying.abort();
     sampler.abort();
     writer.abort();
     shared.route(|table| ((), table.link_down(session)));
