@@ -6,27 +6,48 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ferry_proxy::balance::Balancer;
 use ferry_proxy::{Endpoint, EndpointId, Target};
-use ferry_tunnel::{Catalog, CatalogEntry, Protocol, PublicKey, RouteTable};
+use ferry_tunnel::{Advert, Catalog, CatalogEntry, Neighbor, Protocol, PublicKey, Table, Update};
 use std::hint::black_box;
 
-/// 10,000 services: 200 nodes in 4 datacenters, each fronting 50 services of its own.
-fn table_of_10k() -> RouteTable {
-    let mut table = RouteTable::default();
+/// 10,000 services: 200 nodes in 4 datacenters, each fronting 50 services of its own, as a
+/// sidecar of dc0 learns them from its gateway.
+fn table_of_10k() -> Table {
+    let catalog = |name: String, dc: &str, key: PublicKey, gateway: bool| Catalog {
+        node: name,
+        datacenter: dc.into(),
+        key,
+        address: String::new(),
+        gateway,
+        services: Vec::new(),
+    };
+    let mut table = Table::new(catalog("me".into(), "dc0", PublicKey([0xff; 32]), false));
+    let gateway = Neighbor {
+        key: PublicKey([0xfe; 32]),
+        datacenter: "dc0".into(),
+        gateway: true,
+    };
+    table.link_up(1, gateway, std::time::Duration::from_micros(100));
     for node in 0..200u32 {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(&node.to_be_bytes());
-        table.update(Catalog {
-            node: format!("node-{node:03}"),
-            datacenter: format!("dc{}", node % 4),
-            key: PublicKey(key),
-            services: (0..50)
-                .map(|s| CatalogEntry {
-                    service: format!("svc-{node:03}-{s:02}"),
-                    protocol: Protocol::Http,
-                    healthy: true,
-                })
-                .collect(),
-        });
+        let dc = format!("dc{}", node % 4);
+        let advert = Advert {
+            catalog: std::sync::Arc::new(Catalog {
+                services: (0..50)
+                    .map(|s| CatalogEntry {
+                        service: format!("svc-{node:03}-{s:02}"),
+                        protocol: Protocol::Http,
+                        healthy: true,
+                    })
+                    .collect(),
+                ..catalog(format!("node-{node:03}"), &dc, PublicKey(key), false)
+            }),
+            path: vec![dc],
+            metric: 1000,
+        };
+        table
+            .receive(1, Update::Announce(advert))
+            .expect("the gateway's routes are accepted");
     }
     table
 }

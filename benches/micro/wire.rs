@@ -43,6 +43,8 @@ fn catalog(c: &mut Criterion) {
         node: "node-17".into(),
         datacenter: "eu-west".into(),
         key: PublicKey([7; 32]),
+        address: "10.0.0.17:7700".into(),
+        gateway: false,
         services: (0..100)
             .map(|i| CatalogEntry {
                 service: format!("service-{i:03}"),
@@ -52,9 +54,8 @@ fn catalog(c: &mut Criterion) {
             .collect(),
     };
     let mut encoded = BytesMut::new();
-    catalog.encode(&mut encoded);
-    // decode() takes the body without its u32 length prefix.
-    let body = encoded[4..].to_vec();
+    catalog.write(&mut encoded);
+    let body = encoded.to_vec();
     assert_eq!(Catalog::decode(&body).ok().as_ref(), Some(&catalog));
     let mut group = c.benchmark_group("catalog");
     group.throughput(Throughput::Bytes(body.len() as u64));

@@ -223,29 +223,25 @@ fn routes(state: &NodeState) -> Value {
             })
         })
         .collect();
-    let links: std::collections::HashMap<String, (String, f64)> = state
-        .network
-        .peers()
-        .into_iter()
-        .filter_map(|p| {
-            Some((
-                p.key?.to_string(),
-                (p.address, p.rtt?.as_secs_f64() * 1000.0),
-            ))
-        })
-        .collect();
     for r in state.network.routes() {
-        let key = r.key.to_string();
-        let (address, rtt_ms) = links.get(&key).cloned().unwrap_or_default();
+        // The node's tunnel address, for a route learned from the node itself; a route
+        // through a gateway names the gateway instead.
+        let via = match r.via {
+            None => "direct".to_owned(),
+            Some(gateway) => state
+                .network
+                .node_name(&gateway)
+                .unwrap_or_else(|| gateway.to_string()),
+        };
         rows.push(json!({
             "service": r.service,
             "datacenter": r.datacenter,
             "node": r.node,
-            "endpoint": address,
-            "via": "direct",
-            "metric": rtt_ms,
+            "endpoint": state.network.node_address(&r.key).unwrap_or_default(),
+            "via": via,
+            "metric": r.metric.as_secs_f64() * 1000.0,
             "healthy": r.healthy,
-            "key": key,
+            "key": r.key.to_string(),
         }));
     }
     Value::Array(rows)

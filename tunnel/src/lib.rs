@@ -41,5 +41,5 @@ pub use network::{
 pub use noise::{HandshakeData, Trust};
 pub use route::Route;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
-pub use update::{Advert, Update, MAX_UPDATE_LEN};
 pub use transport::Transport;
+pub use update::{Advert, Update, MAX_UPDATE_LEN};

@@ -133,7 +133,11 @@ mod tests {
 
     #[test]
     fn updates_round_trip() {
-        for update in [announce(), Update::Withdraw(PublicKey([9; 32])), Update::Synced] {
+        for update in [
+            announce(),
+            Update::Withdraw(PublicKey([9; 32])),
+            Update::Synced,
+        ] {
             let mut out = BytesMut::new();
             update.encode(&mut out);
             let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_tunnel::{
-    CatalogEntry, Identity, Network, NetworkConfig, PeerAddress, Protocol, PublicKey,
-    StreamHeader, StreamKind, Trust,
+    CatalogEntry, Identity, Network, NetworkConfig, PeerAddress, Protocol, PublicKey, StreamHeader,
+    StreamKind, Trust,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -182,7 +182,11 @@ async fn a_stream_survives_the_loss_of_one_gateway() {
     })
     .await;
     let (route, peer) = a.network.lookup("echo", None).remove(0);
-    let used = if route.via == Some(g1a.key) { &g1a } else { &g1b };
+    let used = if route.via == Some(g1a.key) {
+        &g1a
+    } else {
+        &g1b
+    };
     let header = StreamHeader {
         kind: StreamKind::Tcp,
         protocol: Protocol::Tcp,

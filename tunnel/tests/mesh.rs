@@ -232,13 +232,22 @@ fn three_datacenters_converge_and_packets_cross_gateways_without_loops() {
     let dc1_sidecar = layout[0].1[0];
     let dc3_greeter = layout[2].1[0];
     let path = sim.walk(dc1_sidecar, dc3_greeter).expect("a path");
-    assert_eq!(path.len(), 4, "sidecar, gateway, gateway, sidecar: {path:?}");
+    assert_eq!(
+        path.len(),
+        4,
+        "sidecar, gateway, gateway, sidecar: {path:?}"
+    );
     assert!(sim.nodes[path[1]].me().gateway && sim.nodes[path[2]].me().gateway);
     // dc2 is nearer to dc1 than dc3 is: the table says so.
     let routes = sim.nodes[dc1_sidecar].lookup("greeter", None);
     let dc2 = routes.iter().find(|r| r.datacenter == "dc2").expect("dc2");
     let dc3 = routes.iter().find(|r| r.datacenter == "dc3").expect("dc3");
-    assert!(dc2.metric < dc3.metric, "{:?} vs {:?}", dc2.metric, dc3.metric);
+    assert!(
+        dc2.metric < dc3.metric,
+        "{:?} vs {:?}",
+        dc2.metric,
+        dc3.metric
+    );
 }
 
 #[test]
@@ -281,7 +290,12 @@ fn a_ring_of_datacenters_carries_transit_and_refuses_loops() {
         .collect();
     let svc: Vec<usize> = (1..=3)
         .map(|d| {
-            let n = sim.add(&format!("s{d}"), &format!("dc{d}"), false, &[format!("svc{d}")]);
+            let n = sim.add(
+                &format!("s{d}"),
+                &format!("dc{d}"),
+                false,
+                &[format!("svc{d}")],
+            );
             sim.link(n, gw[d - 1], LAN);
             n
         })
@@ -296,7 +310,11 @@ fn a_ring_of_datacenters_carries_transit_and_refuses_loops() {
     let path = sim.walk(svc[0], svc[2]).expect("through dc2");
     assert_eq!(path, vec![svc[0], gw[0], gw[1], gw[2], svc[2]]);
     let route = &sim.nodes[svc[0]].lookup("svc3", None)[0];
-    assert_eq!(route.metric, LAN * 2 + WAN * 2, "costs add up along the path");
+    assert_eq!(
+        route.metric,
+        LAN * 2 + WAN * 2,
+        "costs add up along the path"
+    );
 }
 
 #[test]

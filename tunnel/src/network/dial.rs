@@ -95,7 +95,11 @@ pub(super) async fn keep_linked(shared: Arc<Shared>, peer: PeerAddress) {
     }
 }
 
-pub(super) async fn connect(shared: &Shared, address: &str, key: &PublicKey) -> Result<Link, Error> {
+pub(super) async fn connect(
+    shared: &Shared,
+    address: &str,
+    key: &PublicKey,
+) -> Result<Link, Error> {
     let addr = tokio::net::lookup_host(address)
         .await
         .map_err(|e| Error::Connect {
@@ -116,4 +120,3 @@ fn jitter(backoff: Duration) -> Duration {
     let half = backoff / 2;
     half + half.mul_f64((random % 1000) as f64 / 1000.0)
 }
-

@@ -334,9 +334,10 @@ impl Network {
         routing.table.node(key).map(|c| c.node.clone())
     }
 
-    /// The number of routes per datacenter.
-    pub fn routes_by_datacenter(&self) -> HashMap<String, usize> {
-        lock(&self.shared.routing).table.routes_by_datacenter()
+    /// The address a node advertises for its datacenter's peers to dial.
+    pub fn node_address(&self, key: &PublicKey) -> Option<String> {
+        let routing = lock(&self.shared.routing);
+        routing.table.node(key).map(|c| c.address.clone())
     }
 
     /// The peers: those linked, and configured ones not linked yet.

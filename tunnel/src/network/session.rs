@@ -75,8 +75,7 @@ pub(super) async fn run_registered(
         Ok(()) => "closed".to_owned(),
         Err(e) => e.to_string(),
     };
-    link.connection()
-        .close(0u32.into(), reason.as_bytes());
+    link.connection().close(0u32.into(), reason.as_bytes());
     result
 }
 
@@ -154,7 +153,9 @@ async fn exchange(
 /// dialed at when it advertised only a port (an unspecified IP).
 fn hello_of(first: Update, key: PublicKey, seen_at: SocketAddr) -> Result<Advert, Error> {
     let Update::Announce(mut advert) = first else {
-        return Err(Error::Malformed("the first update must be the peer's hello"));
+        return Err(Error::Malformed(
+            "the first update must be the peer's hello",
+        ));
     };
     if advert.catalog.key != key {
         return Err(Error::InvalidKey(format!(

@@ -378,14 +378,4 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
-
-    /// The number of routes per datacenter, for `ferry_routes{datacenter}`.
-    pub fn routes_by_datacenter(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for best in self.nodes.values().filter_map(|r| r.best.as_ref()) {
-            let catalog = &best.advert.catalog;
-            *counts.entry(catalog.datacenter.clone()).or_default() += catalog.services.len();
-        }
-        counts
-    }
 }

@@ -84,7 +84,8 @@ pub(crate) fn export(
         return None;
     }
     if same_dc(&to.datacenter, &me.datacenter) {
-        let reflected = to.gateway && learned.gateway && same_dc(&learned.datacenter, &me.datacenter);
+        let reflected =
+            to.gateway && learned.gateway && same_dc(&learned.datacenter, &me.datacenter);
         return (!reflected).then(|| advert.clone());
     }
     if !to.gateway || advert.path.iter().any(|dc| same_dc(dc, &to.datacenter)) {

@@ -155,10 +155,14 @@ fn gateways_reflect_client_routes_but_not_each_others() {
     link(&mut gw, &other, MS);
     let out = link(&mut gw, &client, MS);
     assert!(
-        to(&out, 2).iter().any(|u| matches!(u, Update::Announce(a) if a.catalog.key == client.key)),
+        to(&out, 2)
+            .iter()
+            .any(|u| matches!(u, Update::Announce(a) if a.catalog.key == client.key)),
         "a client's route goes to the other gateway"
     );
-    assert!(to(&out, 4).iter().any(|u| matches!(u, Update::Announce(a) if a.catalog.key == client.key)));
+    assert!(to(&out, 4)
+        .iter()
+        .any(|u| matches!(u, Update::Announce(a) if a.catalog.key == client.key)));
     // A route learned from the other gateway goes to clients, not back to gateways.
     let hidden = catalog("s3", "dc1", 5, false, &["billing"]);
     let out = gw
@@ -169,7 +173,9 @@ fn gateways_reflect_client_routes_but_not_each_others() {
     let third_gw = catalog("gw1c", "dc1", 6, true, &[]);
     let out = link(&mut gw, &third_gw, MS);
     assert!(
-        !to(&out, 6).iter().any(|u| matches!(u, Update::Announce(a) if a.catalog.key == hidden.key)),
+        !to(&out, 6)
+            .iter()
+            .any(|u| matches!(u, Update::Announce(a) if a.catalog.key == hidden.key)),
         "not reflected to another gateway of the datacenter"
     );
 }
@@ -216,8 +222,10 @@ fn the_cheapest_route_wins_and_small_rtt_changes_are_not_news() {
     link(&mut s, &g1, MS);
     link(&mut s, &g2, 2 * MS);
     let far = catalog("x", "dc2", 9, false, &["greeter"]);
-    s.receive(id(&g1), announce(&far, &["dc2"], 10_000)).expect("ok");
-    s.receive(id(&g2), announce(&far, &["dc2"], 10_000)).expect("ok");
+    s.receive(id(&g1), announce(&far, &["dc2"], 10_000))
+        .expect("ok");
+    s.receive(id(&g2), announce(&far, &["dc2"], 10_000))
+        .expect("ok");
     assert_eq!(s.next_hop(&far.key), Some(g1.key));
     assert_eq!(s.lookup("greeter", None)[0].metric, 11 * MS);
     // A little jitter changes nothing; a big change moves the route.
@@ -256,7 +264,8 @@ fn losing_the_best_route_withdraws_it_from_those_told() {
     link(&mut gw, &client, MS);
     link(&mut gw, &dc2, MS);
     let far = catalog("x", "dc2", 9, false, &["greeter"]);
-    gw.receive(id(&dc2), announce(&far, &["dc2"], 0)).expect("ok");
+    gw.receive(id(&dc2), announce(&far, &["dc2"], 0))
+        .expect("ok");
     let out = gw.link_down(id(&dc2));
     assert!(to(&out, 3).contains(&&Update::Withdraw(far.key)));
     assert!(to(&out, 3).contains(&&Update::Withdraw(dc2.key)));
@@ -271,5 +280,7 @@ fn a_changed_catalog_is_announced_to_every_neighbor() {
     let out = s.set_local(catalog("s1", "dc1", 1, false, &["greeter"]));
     assert_eq!(out.len(), 1);
     assert!(matches!(&out[0].update, Update::Announce(a) if a.catalog.fronts("greeter")));
-    assert!(s.set_local(catalog("s1", "dc1", 1, false, &["greeter"])).is_empty());
+    assert!(s
+        .set_local(catalog("s1", "dc1", 1, false, &["greeter"]))
+        .is_empty());
 }
