@@ -1,6 +1,7 @@
-//! `ferry demo`: a self-contained mesh on loopback, and a script of calls through it with
-//! live progress. Two nodes: `a` fronts nothing and gives the application its outbound
-//! listener; `b` fronts the `greeter` service. Every call goes app → a → tunnel → b → greeter.
+//! `ferry demo`: a self-contained mesh of two datacenters on loopback, and a script of calls
+//! through it with live progress. Each datacenter has a gateway and a node fronting `greeter`;
+//! dc1 also has the application's node, `dc1-app`. Calls go to dc1's greeter directly, and
+//! to dc2's through both gateways, end-to-end encrypted.
 
 mod backend;
 mod script;
@@ -71,75 +72,122 @@ pub fn main(once: bool) -> ExitCode {
 
 /// The demo's mesh, as the script drives it.
 pub struct Mesh {
-    pub a: Node,
-    pub b: Node,
+    /// The application's sidecar in dc1: it fronts nothing and gives the app its outbound.
+    pub app: Node,
+    pub nodes: Vec<Node>,
+    /// dc1's greeter, which the script kills and restarts.
     pub greeter: Option<DemoService>,
     pub greeter_addr: SocketAddr,
+    /// dc2's greeter, which stays up.
+    pub _far_greeter: DemoService,
     pub outbound: SocketAddr,
 }
 
-async fn start_mesh() -> Result<Mesh, String> {
-    let greeter = DemoService::start(any_port(), "hello from greeter on node b".into())
-        .await
-        .map_err(|e| format!("cannot start the demo service: {e}"))?;
-    let id_a = Identity::generate().map_err(|e| e.to_string())?;
-    let id_b = Identity::generate().map_err(|e| e.to_string())?;
-
-    let mut config_b = node_config("b", "dc1");
-    config_b.tunnel.trust.push(id_a.public().to_string());
-    config_b.services.push(ServiceConfig {
-        name: "greeter".into(),
-        address: greeter.addr,
-        protocol: crate::config::Protocol::Http,
-        health: Default::default(),
-    });
-    config_b.health_fast();
-    let b = Node::start(
-        config_b,
-        id_b.clone(),
+/// Starts a node of the demo holding `identity`; `peers` are the nodes it dials, `trust` the
+/// keys of nodes that will dial it.
+async fn start_node(
+    mut config: Config,
+    identity: &Identity,
+    peers: &[(&Node, &Identity)],
+    trust: &[&Identity],
+) -> Result<Node, String> {
+    for (node, id) in peers {
+        config.tunnel.peers.push(PeerConfig {
+            address: node.state.addresses.tunnel.to_string(),
+            key: Some(id.public().to_string()),
+        });
+    }
+    config
+        .tunnel
+        .trust
+        .extend(trust.iter().map(|id| id.public().to_string()));
+    config.health_fast();
+    Node::start(
+        config,
+        identity.clone(),
         StartOptions {
             metrics: None,
             admin: true,
         },
     )
-    .await?;
+    .await
+}
 
-    let mut config_a = node_config("a", "dc1");
-    config_a.tunnel.peers.push(PeerConfig {
-        address: b.state.addresses.tunnel.to_string(),
-        key: Some(id_b.public().to_string()),
+fn fronting(mut config: Config, service: &DemoService) -> Config {
+    config.services.push(ServiceConfig {
+        name: "greeter".into(),
+        address: service.addr,
+        protocol: crate::config::Protocol::Http,
+        health: Default::default(),
     });
-    config_a.outbounds.push(OutboundConfig {
+    config
+}
+
+fn gateway(name: &str, datacenter: &str) -> Config {
+    let mut config = node_config(name, datacenter);
+    config.tunnel.gateway = true;
+    config
+}
+
+/// Two datacenters: in each a gateway and a sidecar fronting `greeter`; in dc1 also the
+/// application's sidecar. Gateways start first, trusting the keys of the nodes that will
+/// dial them; the sidecars trust nobody by name: the mesh vouches for its members.
+async fn start_mesh() -> Result<Mesh, String> {
+    let near = DemoService::start(any_port(), "hello from greeter in dc1".into())
+        .await
+        .map_err(|e| format!("cannot start the demo service: {e}"))?;
+    let far = DemoService::start(any_port(), "hello from greeter in dc2".into())
+        .await
+        .map_err(|e| format!("cannot start the demo service: {e}"))?;
+    let key = || Identity::generate().map_err(|e| e.to_string());
+    let (gw1_id, gw2_id, near_id, far_id, app_id) = (key()?, key()?, key()?, key()?, key()?);
+    let gw2 = start_node(gateway("dc2-gw", "dc2"), &gw2_id, &[], &[&gw1_id, &far_id]).await?;
+    let gw1 = start_node(
+        gateway("dc1-gw", "dc1"),
+        &gw1_id,
+        &[(&gw2, &gw2_id)],
+        &[&near_id, &app_id],
+    )
+    .await?;
+    let far_node = start_node(
+        fronting(node_config("dc2-greeter", "dc2"), &far),
+        &far_id,
+        &[(&gw2, &gw2_id)],
+        &[],
+    )
+    .await?;
+    let near_node = start_node(
+        fronting(node_config("dc1-greeter", "dc1"), &near),
+        &near_id,
+        &[(&gw1, &gw1_id)],
+        &[],
+    )
+    .await?;
+    let mut app_config = node_config("dc1-app", "dc1");
+    app_config.outbounds.push(OutboundConfig {
         kind: OutboundKind::Http,
         listen: LOOPBACK_ANY.parse().map_err(|e| format!("{e}"))?,
         service: None,
     });
-    let a = Node::start(
-        config_a,
-        id_a,
-        StartOptions {
-            metrics: None,
-            admin: true,
-        },
-    )
-    .await?;
-    let outbound = *a
+    let app = start_node(app_config, &app_id, &[(&gw1, &gw1_id)], &[]).await?;
+    let outbound = *app
         .state
         .addresses
         .outbounds
         .first()
-        .ok_or("node a has no outbound listener")?;
+        .ok_or("the app's node has no outbound listener")?;
     Ok(Mesh {
-        a,
-        b,
-        greeter_addr: greeter.addr,
-        greeter: Some(greeter),
+        app,
+        nodes: vec![gw1, gw2, near_node, far_node],
+        greeter_addr: near.addr,
+        greeter: Some(near),
+        _far_greeter: far,
         outbound,
     })
 }
 
 async fn run(once: bool) -> Result<bool, String> {
-    println!("Ferry demo: two nodes on loopback, a greeter service behind node b.\n");
+    println!("Ferry demo: two datacenters on loopback, each with a gateway and a greeter.\n");
     let mut mesh = start_mesh().await?;
     let ok = script::run(&mut mesh).await;
     if once {
@@ -155,12 +203,19 @@ async fn run(once: bool) -> Result<bool, String> {
     println!("\nThe mesh keeps running; try it (Ctrl-C to stop):");
     println!("  curl -H 'Host: greeter' http://{}/", mesh.outbound);
     println!("  curl -x http://{} http://greeter/hello", mesh.outbound);
+    println!("  curl -H 'Host: greeter.dc2' http://{}/", mesh.outbound);
     println!(
         "  ferry routes --admin {}     ferry peers --admin {}",
-        admin(&mesh.a),
-        admin(&mesh.a)
+        admin(&mesh.app),
+        admin(&mesh.app)
     );
-    println!("  ferry services --admin {}", admin(&mesh.b));
+    for node in &mesh.nodes {
+        println!(
+            "  ferry status --admin {}   # {}",
+            admin(node),
+            node.state.config().node.name
+        );
+    }
     let _ = tokio::signal::ctrl_c().await;
     Ok(ok)
 }
