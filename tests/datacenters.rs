@@ -389,12 +389,20 @@ fn losing_one_gateway_under_load_loses_no_request() {
     let calls = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let failed: Vec<&Call> = calls.iter().filter(|c| !c.ok_from(DC2_GREETER)).collect();
     let after: Vec<&Call> = calls.iter().filter(|c| c.started >= killed_at).collect();
+    // Calls in flight when the gateway died: they waited for the switch to the other one.
+    let in_flight: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.started < killed_at && c.started + c.took_ms as f64 / 1000.0 >= killed_at)
+        .collect();
+    let slowest_in_flight = in_flight.iter().map(|c| c.took_ms).max().unwrap_or(0);
     let slowest_after = after.iter().map(|c| c.took_ms).max().unwrap_or(0);
     let now_path = mesh.gateway_toward_svc2();
     println!(
-        "{} calls, {} after the kill (slowest {slowest_after} ms); {} not 200 from {DC2_GREETER}; \
-         app now reaches svc2 via {now_path}",
+        "{} calls, {} in flight at the kill (slowest {slowest_in_flight} ms), {} after it \
+         (slowest {slowest_after} ms); {} not 200 from {DC2_GREETER}; app now reaches svc2 \
+         via {now_path}",
         calls.len(),
+        in_flight.len(),
         after.len(),
         failed.len()
     );
@@ -470,7 +478,7 @@ fn a_partitioned_datacenter_is_withdrawn_within_2_s_and_returns_within_2_s_of_he
 #[test]
 fn a_gateway_relays_without_terminating_the_inner_session() {
     let mesh = Mesh::start();
-    // Start::start made calls to greeter.dc2, so app holds a session to svc2.
+    // Mesh::start made calls to greeter.dc2, so app holds a session to svc2.
     let via = mesh.gateway_toward_svc2();
     let peers = json(&mesh.app, "/peers");
     println!("app reaches svc2 via {via}: {peers}");
