@@ -230,7 +230,8 @@ fn served_by(response: &Response, greeter: &str) -> bool {
 }
 
 /// Polls (every [`POLL`], at most 10 s) until a call from app with `Host: host` is answered
-/// as `wanted` says; returns how long after `since` that was.
+/// as `wanted` says; returns how long after `since` that was. Prints what the calls before
+/// got (status and `ferry-error`, or curl's failure), one line per change.
 fn time_until(
     mesh: &Mesh,
     host: &str,
@@ -238,8 +239,26 @@ fn time_until(
     what: &str,
     wanted: impl Fn(&Response) -> bool,
 ) -> (Duration, Response) {
+    let mut last_seen = String::new();
     let response = eventually_every(POLL, Duration::from_secs(10), || {
-        let response = mesh.try_call(host)?;
+        let called = mesh.try_call(host);
+        let seen = match &called {
+            Ok(r) => format!(
+                "{} {:?} {}",
+                r.status,
+                r.header("ferry-error"),
+                r.body.lines().next().unwrap_or("")
+            ),
+            Err(e) => e.clone(),
+        };
+        if seen != last_seen {
+            println!(
+                "  {:>7.3} s  Host: {host} -> {seen}",
+                since.elapsed().as_secs_f64()
+            );
+            last_seen = seen;
+        }
+        let response = called?;
         match wanted(&response) {
             true => Ok(response),
             false => Err(format!(
