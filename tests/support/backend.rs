@@ -41,6 +41,11 @@ impl Backend {
         Backend::python(None, "http_backend.py", name, address.port())
     }
 
+    /// [`Backend::http_at`] on the loopback of the network namespace `netns` when one is given.
+    pub fn http_at_in(netns: Option<&str>, name: &str, address: SocketAddr) -> Backend {
+        Backend::python(netns, "http_backend.py", name, address.port())
+    }
+
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
     pub fn grpc(name: &str) -> Backend {
         Backend::grpc_in(None, name)

@@ -16,6 +16,7 @@
 pub mod backend;
 pub mod clients;
 pub mod http;
+pub mod lab;
 pub mod netns;
 pub mod node;
 

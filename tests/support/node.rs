@@ -68,6 +68,7 @@ pub struct NodeBuilder {
     trust_file: Option<String>,
     raw: Vec<String>,
     netns: Option<String>,
+    gateway: bool,
 }
 
 impl NodeBuilder {
@@ -81,6 +82,13 @@ impl NodeBuilder {
     /// Binds the tunnel to `ip` (same port) instead of loopback, e.g. a veth address.
     pub fn tunnel_ip(mut self, ip: IpAddr) -> Self {
         self.tunnel.set_ip(ip);
+        self
+    }
+
+    /// `[tunnel] gateway = true`: the node carries traffic between datacenters. (Not through
+    /// [`NodeBuilder::raw`], which appends: a second `[tunnel]` table is a TOML error.)
+    pub fn gateway(mut self) -> Self {
+        self.gateway = true;
         self
     }
 
@@ -137,6 +145,9 @@ impl NodeBuilder {
         let _ = writeln!(toml, "key_file = \"node.key\"\n");
         let _ = writeln!(toml, "[tunnel]");
         let _ = writeln!(toml, "listen = {}", q(&self.tunnel.to_string()));
+        if self.gateway {
+            let _ = writeln!(toml, "gateway = true");
+        }
         let peers: Vec<String> = self
             .peers
             .iter()
@@ -294,6 +305,7 @@ impl Node {
             trust_file: None,
             raw: Vec::new(),
             netns: None,
+            gateway: false,
         }
     }
 
