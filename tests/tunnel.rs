@@ -86,9 +86,11 @@ fn a_key_added_to_the_trust_file_is_trusted_within_seconds() {
         .trust_file("trusted.keys");
     let a = Node::builder("a").peer(b.tunnel(), b.public_key());
     let a_key = a.public_key().to_owned();
-    let b = b.start();
+    // The file must exist before b starts: a node refuses to start without its trust file.
     std::fs::write(b.dir().join("trusted.keys"), "# one key a line\n")
         .expect("can write the trust file");
+    let b = b.start();
+    wait_ready(&b);
     let a = a.start();
     wait_for_metric(&b, r#"ferry_tunnel_handshakes_total{result="untrusted"}"#);
     std::fs::write(

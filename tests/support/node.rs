@@ -191,6 +191,11 @@ impl NodeBuilder {
 
     /// Writes the config and spawns `ferry run --config FILE` with RUST_LOG=debug, its output
     /// going to `ferry.log` in the node's dir. Does not wait: see [`wait_ready`].
+    /// The directory the node will run in, for files its config names (its trust file).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// `[tunnel] trust_file`, a path relative to the node's directory.
     pub fn trust_file(mut self, name: &str) -> Self {
         self.trust_file = Some(name.to_owned());

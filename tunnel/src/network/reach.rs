@@ -60,16 +60,26 @@ impl Peer {
 
     async fn dial(&self) -> Result<Link, Error> {
         let shared = &self.shared;
-        let (catalog, here) = {
+        let (catalog, here, learned_from_itself) = {
             let routing = lock(&shared.routing);
             let here = routing.table.me().datacenter.clone();
             let catalog = routing.table.node(&self.key).cloned();
-            (catalog, here)
+            let hop = routing.table.next_hop(&self.key);
+            (catalog, here, hop == Some(self.key))
         };
         let catalog = catalog.ok_or_else(|| Error::Connect {
             addr: self.key.to_string(),
             reason: "no route to the node".into(),
         })?;
+        // A route the node gave itself lasts only as long as its link, which has just closed:
+        // the route is about to be withdrawn. Dialing a node that is most likely dead would
+        // hold the call for a handshake timeout.
+        if learned_from_itself {
+            return Err(Error::Connect {
+                addr: catalog.node.clone(),
+                reason: "the link to the node has closed".into(),
+            });
+        }
         if !same_dc(&catalog.datacenter, &here) || catalog.address.is_empty() {
             return shared.dial_relayed(&self.key).await;
         }
