@@ -9,12 +9,9 @@
 //! Needs root (to create namespaces) and `ip` from iproute2. Without them the test fails
 //! saying so: a test that quietly skips looks the same as one that passed.
 
-use super::{run, Ran};
+use super::netns::{ip, ip_ran, remove_leftovers, require_root_and_ip};
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
-use std::{env, fs};
 
 /// Namespace names start with this, then `<pid>-<n>-<label>`: unique per lab, and a leftover
 /// of a killed test run can be told apart from one of a live run.
@@ -82,8 +79,8 @@ pub struct Lab {
 impl Lab {
     /// An empty lab: just the switch. Panics naming what is missing when this process cannot.
     pub fn new() -> Lab {
-        require_root_and_ip();
-        remove_leftovers();
+        require_root_and_ip("datacenters");
+        remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -201,69 +198,4 @@ impl Drop for Lab {
             }
         }
     }
-}
-
-/// Fails the test unless this process is root and `ip` is installed.
-fn require_root_and_ip() {
-    let euid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1))
-                .and_then(|id| id.parse::<u32>().ok())
-        });
-    assert_eq!(
-        euid,
-        Some(0),
-        "the datacenter tests need root (to create network namespaces, bridges and veth \
-         pairs) and `ip` from iproute2: run them as root, e.g. `sudo -E cargo test -p \
-         ferry-tests --test datacenters`, or run scripts/test as root"
-    );
-    let found = env::var_os("PATH")
-        .map(|paths| env::split_paths(&paths).any(|dir| dir.join("ip").is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "the datacenter tests need `ip` from iproute2 (Debian package iproute2; scripts/test \
-         installs it)"
-    );
-}
-
-/// Deletes namespaces left behind by test processes that no longer run (killed before their
-/// Drop could), so they do not pile up across runs.
-fn remove_leftovers() {
-    let listed = ip_ran(&["netns", "list"]);
-    for line in listed.stdout.lines() {
-        let Some(name) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.is_dir()) {
-            let _ = ip_ran(&["netns", "delete", name]);
-        }
-    }
-}
-
-fn ip_ran(args: &[&str]) -> Ran {
-    run(Command::new("ip").args(args), Duration::from_secs(10))
-}
-
-/// Runs `ip ARGS`; panics with its stderr when it fails.
-fn ip(args: &[&str]) {
-    let ran = ip_ran(args);
-    assert!(
-        ran.success(),
-        "`ip {}` failed ({:?}): {}",
-        args.join(" "),
-        ran.code,
-        ran.stderr.trim()
-    );
 }

@@ -44,8 +44,8 @@ pub struct NetnsPair {
 impl NetnsPair {
     /// Creates the pair; panics naming what is missing when this process cannot.
     pub fn new() -> NetnsPair {
-        require_root_and_ip();
-        remove_leftovers();
+        require_root_and_ip("netns");
+        remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
@@ -101,8 +101,9 @@ impl Drop for NetnsPair {
     }
 }
 
-/// Fails the test unless this process is root and `ip` is installed.
-fn require_root_and_ip() {
+/// Fails the test unless this process is root and `ip` is installed; `test` names the test
+/// binary in the message, so that it says how to run it.
+pub(super) fn require_root_and_ip(test: &str) {
     let euid = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -115,30 +116,30 @@ fn require_root_and_ip() {
     assert_eq!(
         euid,
         Some(0),
-        "the network-namespace tests need root (to create namespaces and a veth pair) and \
-         `ip` from iproute2: run them as root, e.g. `sudo -E cargo test -p ferry-tests --test \
-         netns`, or run scripts/test as root"
+        "the {test} tests need root (to create network namespaces and veth pairs) and `ip` \
+         from iproute2: run them as root, e.g. `sudo -E cargo test -p ferry-tests --test \
+         {test}`, or run scripts/test as root"
     );
     let found = env::var_os("PATH")
         .map(|paths| env::split_paths(&paths).any(|dir| dir.join("ip").is_file()))
         .unwrap_or(false);
     assert!(
         found,
-        "the network-namespace tests need `ip` from iproute2 (Debian package iproute2; \
-         scripts/test installs it)"
+        "the {test} tests need `ip` from iproute2 (Debian package iproute2; scripts/test \
+         installs it)"
     );
 }
 
-/// Deletes namespaces left behind by test processes that no longer run (killed before their
-/// Drop could), so they do not pile up across runs.
-fn remove_leftovers() {
+/// Deletes namespaces named `prefix<pid>-…` left behind by test processes that no longer run
+/// (killed before their Drop could), so they do not pile up across runs.
+pub(super) fn remove_leftovers(prefix: &str) {
     let listed = ip_ran(&["netns", "list"]);
     for line in listed.stdout.lines() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
         let Some(pid) = name
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
@@ -150,12 +151,12 @@ fn remove_leftovers() {
     }
 }
 
-fn ip_ran(args: &[&str]) -> Ran {
+pub(super) fn ip_ran(args: &[&str]) -> Ran {
     run(Command::new("ip").args(args), Duration::from_secs(10))
 }
 
 /// Runs `ip ARGS`; panics with its stderr when it fails.
-fn ip(args: &[&str]) {
+pub(super) fn ip(args: &[&str]) {
     let ran = ip_ran(args);
     assert!(
         ran.success(),

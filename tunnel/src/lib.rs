@@ -3,8 +3,9 @@
 //! A node has an [`Identity`] (an X25519 static key). Nodes are joined by [`Link`]s: one QUIC
 //! connection per pair of nodes, carrying one bidirectional stream per proxied request or TCP
 //! connection. Each stream opens with a [`StreamHeader`] naming the destination service. Over
-//! the same link, nodes announce the services they front ([`Catalog`]); the [`Network`] keeps
-//! links to peers alive and turns what they announce into a [`RouteTable`].
+//! the same link, nodes exchange [`Update`]s: who they are and what they front ([`Catalog`]),
+//! and the routes they know. The [`Network`] keeps links to peers alive, feeds the route
+//! [`Table`], and reaches nodes beyond gateways through relayed sessions.
 //!
 //! This crate never looks inside the streams: HTTP lives in `ferry-proxy`.
 #![forbid(unsafe_code)]
@@ -42,4 +43,4 @@ pub use noise::{HandshakeData, Trust};
 pub use route::Route;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
 pub use transport::Transport;
-pub use update::{Advert, Update, MAX_UPDATE_LEN};
+pub use update::{Advert, Update};

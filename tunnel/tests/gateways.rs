@@ -2,6 +2,9 @@
 //! first use, and nodes of different datacenters reach each other through end-to-end sessions
 //! relayed by gateways.
 
+mod common;
+
+use common::eventually;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,28 +58,8 @@ fn node(
             })
             .collect(),
     );
-    network.serve_streams(Arc::new(|incoming| {
-        Box::pin(async move {
-            let (mut reader, mut writer) = tokio::io::split(incoming.stream);
-            let _ = tokio::io::copy(&mut reader, &mut writer).await;
-            let _ = writer.shutdown().await;
-        })
-    }));
+    common::serve_echo(&network);
     Node { network, key }
-}
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn echo(from: &Node, service: &str, payload: &[u8]) -> Result<Vec<u8>, String> {

@@ -1,6 +1,9 @@
 //! Links between in-process nodes on loopback: the handshake with real sockets, streams
 //! across it, and a handshake flood that must not disturb a live link.
 
+mod common;
+
+use common::eventually;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,28 +36,8 @@ fn node(
         trust: Arc::new(Trust::new(trusted)),
     })
     .expect("the network starts");
-    network.serve_streams(Arc::new(|incoming| {
-        Box::pin(async move {
-            let (mut reader, mut writer) = tokio::io::split(incoming.stream);
-            let _ = tokio::io::copy(&mut reader, &mut writer).await;
-            let _ = writer.shutdown().await;
-        })
-    }));
+    common::serve_echo(&network);
     Node { network, identity }
-}
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A linked pair: `a` dials `b`, which trusts it and announces the service `echo`.

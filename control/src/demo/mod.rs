@@ -78,8 +78,8 @@ pub struct Mesh {
     /// dc1's greeter, which the script kills and restarts.
     pub greeter: Option<DemoService>,
     pub greeter_addr: SocketAddr,
-    /// dc2's greeter, which stays up.
-    pub _far_greeter: DemoService,
+    /// dc2's greeter, which stays up as long as the mesh is kept.
+    pub far_greeter: DemoService,
     pub outbound: SocketAddr,
 }
 
@@ -181,7 +181,7 @@ async fn start_mesh() -> Result<Mesh, String> {
         nodes: vec![gw1, gw2, near_node, far_node],
         greeter_addr: near.addr,
         greeter: Some(near),
-        _far_greeter: far,
+        far_greeter: far,
         outbound,
     })
 }

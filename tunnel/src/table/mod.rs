@@ -304,7 +304,7 @@ impl Table {
             .filter(|b| {
                 datacenter.is_none_or(|dc| rules::same_dc(&b.advert.catalog.datacenter, dc))
             })
-            .flat_map(|b| self.routes_of(b, Some(service)))
+            .flat_map(|b| routes_of(b, Some(service)))
             .collect();
         routes.sort_by(|a, b| a.node.cmp(&b.node));
         routes
@@ -316,33 +316,10 @@ impl Table {
             .nodes
             .values()
             .filter_map(|r| r.best.as_ref())
-            .flat_map(|b| self.routes_of(b, None))
+            .flat_map(|b| routes_of(b, None))
             .collect();
         routes.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
         routes
-    }
-
-    fn routes_of<'a>(
-        &'a self,
-        best: &'a Best,
-        service: Option<&'a str>,
-    ) -> impl Iterator<Item = Route> + 'a {
-        let catalog = &best.advert.catalog;
-        let via = (best.learned.key != catalog.key).then_some(best.learned.key);
-        catalog
-            .services
-            .iter()
-            .filter(move |e| service.is_none_or(|s| e.service.eq_ignore_ascii_case(s)))
-            .map(move |e| Route {
-                service: e.service.clone(),
-                datacenter: catalog.datacenter.clone(),
-                node: catalog.node.clone(),
-                key: catalog.key,
-                protocol: e.protocol,
-                healthy: e.healthy,
-                metric: Duration::from_micros(best.advert.metric as u64),
-                via,
-            })
     }
 
     /// Whether any node in any datacenter fronts `service`.
@@ -378,4 +355,24 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+}
+
+/// The routes of one node's best route: one per service it fronts, or only `service`.
+fn routes_of<'a>(best: &'a Best, service: Option<&'a str>) -> impl Iterator<Item = Route> + 'a {
+    let catalog = &best.advert.catalog;
+    let via = (best.learned.key != catalog.key).then_some(best.learned.key);
+    catalog
+        .services
+        .iter()
+        .filter(move |e| service.is_none_or(|s| e.service.eq_ignore_ascii_case(s)))
+        .map(move |e| Route {
+            service: e.service.clone(),
+            datacenter: catalog.datacenter.clone(),
+            node: catalog.node.clone(),
+            key: catalog.key,
+            protocol: e.protocol,
+            healthy: e.healthy,
+            metric: Duration::from_micros(best.advert.metric as u64),
+            via,
+        })
 }
