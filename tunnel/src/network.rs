@@ -94,6 +94,8 @@ struct Shared {
     dialed: Mutex<HashMap<String, &'static str>>,
     /// The key each configured peer must hold, by address: shown even before it links.
     peer_keys: HashMap<String, PublicKey>,
+    /// Peers a registry discovered, by key: the address dialed and the switch that stops it.
+    discovered: Mutex<HashMap<PublicKey, (String, watch::Sender<bool>)>>,
     /// Configured peers not yet settled: neither identified nor found unreachable once.
     unsettled: Mutex<std::collections::HashSet<String>>,
     /// Set once by [`Network::serve_streams`]; links wait for it before taking streams.
@@ -146,6 +148,7 @@ impl Network {
                 .iter()
                 .map(|p| (p.address.clone(), p.key))
                 .collect(),
+            discovered: Mutex::default(),
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             handler,
             trust: config.trust,
@@ -247,6 +250,32 @@ impl Network {
         lock(&self.shared.unsettled).is_empty()
     }
 
+    /// Dials a peer that a registry discovered, and trusts its key, until
+    /// [`Network::remove_peer`]. The same key at the same address again changes nothing; at a
+    /// new address, the peer is dialed there instead.
+    pub fn add_peer(&self, peer: PeerAddress) {
+        let mut discovered = lock(&self.shared.discovered);
+        if let Some((address, stop)) = discovered.get(&peer.key) {
+            if *address == peer.address {
+                return;
+            }
+            stop.send_replace(true);
+        }
+        self.shared.trust.add_discovered(peer.key);
+        let (stop, stopped) = watch::channel(false);
+        discovered.insert(peer.key, (peer.address.clone(), stop));
+        tokio::spawn(dial_until_removed(self.shared.clone(), peer, stopped));
+    }
+
+    /// Forgets a discovered peer: stops dialing it, closes its link (withdrawing its routes)
+    /// and stops trusting its key.
+    pub fn remove_peer(&self, key: &PublicKey) {
+        if let Some((_, stop)) = lock(&self.shared.discovered).remove(key) {
+            self.shared.trust.remove_discovered(key);
+            stop.send_replace(true);
+        }
+    }
+
     /// Closes every link, telling peers to withdraw this node's routes now rather than after
     /// the idle timeout.
     pub fn close(&self) {
@@ -327,6 +356,26 @@ async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
         }
         tokio::time::sleep(jitter(backoff)).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// [`dial`] for a discovered peer, until it is removed or moves to another address.
+async fn dial_until_removed(shared: Arc<Shared>, peer: PeerAddress, mut stop: watch::Receiver<bool>) {
+    let (key, address) = (peer.key, peer.address.clone());
+    tokio::select! {
+        _ = dial(shared.clone(), peer) => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    // The dial loop was dropped wherever it was: undo what its link would have on the way out,
+    // unless the peer is still wanted (at a new address) and that link is now the new one's.
+    lock(&shared.dialed).remove(&address);
+    if lock(&shared.discovered).contains_key(&key) {
+        return;
+    }
+    let removed = lock(&shared.links).remove(&key);
+    if let Some(entry) = removed {
+        lock(&shared.routes).withdraw(&key);
+        entry.link.connection().close(0u32.into(), b"peer removed");
     }
 }
 

@@ -6,28 +6,67 @@ use std::sync::RwLock;
 use crate::identity::PublicKey;
 
 /// The keys allowed to open links to this node: those of its configured peers, its `trust`
-/// list and its `trust_file`. Replaced whole when the config or the file changes; links
-/// already up stay up.
+/// list and its `trust_file` (replaced whole when the config or the file changes), plus the
+/// keys of peers a registry discovered (added and removed one by one, and left alone by a
+/// replace: a config reload must not forget what the registry found). Links already up stay up.
 #[derive(Debug, Default)]
 pub struct Trust {
     keys: RwLock<HashSet<PublicKey>>,
+    dynamic: RwLock<HashSet<PublicKey>>,
 }
 
 impl Trust {
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Trust {
         Trust {
             keys: RwLock::new(keys.into_iter().collect()),
+            dynamic: RwLock::default(),
         }
     }
 
     pub fn allows(&self, key: &PublicKey) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
+        let read = |set: &RwLock<HashSet<PublicKey>>| {
+            set.read().unwrap_or_else(|e| e.into_inner()).contains(key)
+        };
+        read(&self.keys) || read(&self.dynamic)
     }
 
+    /// Replaces the configured keys; discovered ones stay.
     pub fn replace(&self, keys: impl IntoIterator<Item = PublicKey>) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys.into_iter().collect();
+    }
+
+    /// Trusts a key a registry discovered.
+    pub fn add_discovered(&self, key: PublicKey) {
+        self.dynamic
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+    }
+
+    /// Stops trusting a discovered key (a configured one stays trusted).
+    pub fn remove_discovered(&self, key: &PublicKey) {
+        self.dynamic
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn discovered_keys_survive_a_replace_and_leave_on_removal() {
+        let configured = Identity::generate().expect("a key").public();
+        let discovered = Identity::generate().expect("a key").public();
+        let trust = Trust::new([configured]);
+        trust.add_discovered(discovered);
+        trust.replace([]);
+        assert!(!trust.allows(&configured));
+        assert!(trust.allows(&discovered));
+        trust.remove_discovered(&discovered);
+        assert!(!trust.allows(&discovered));
     }
 }
