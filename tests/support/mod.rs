@@ -18,6 +18,7 @@ pub mod clients;
 pub mod http;
 pub mod netns;
 pub mod node;
+pub mod registry;
 
 pub use backend::Backend;
 pub use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};

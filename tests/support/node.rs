@@ -123,6 +123,12 @@ impl NodeBuilder {
         &self.public_key
     }
 
+    /// The node's directory, where relative paths in its config point: write files the
+    /// config names here before starting it.
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
     pub fn tunnel(&self) -> SocketAddr {
         self.tunnel
     }
