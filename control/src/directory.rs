@@ -18,8 +18,9 @@ use ferry_tunnel::{Network, Protocol};
 use crate::registry::RegistryCache;
 use crate::services::LocalServices;
 
-/// A first lookup waits at most this long for an answer on its way (then: no route).
-const SETTLE_MAX: Duration = Duration::from_secs(1);
+/// A first lookup waits at most this long for an answer on its way (then: no route). Enough
+/// for mDNS, whose responders may hold an answer up to a second (RFC 6762 §6 rate limit).
+const SETTLE_MAX: Duration = Duration::from_millis(1500);
 /// How often a waiting lookup looks at the route table, which has no change signal; the
 /// registry's own answers wake it at once.
 const SETTLE_POLL: Duration = Duration::from_millis(5);

@@ -28,24 +28,30 @@ fn error(what: &str, e: mdns_sd::Error) -> RegistryError {
 
 pub(super) struct Mdns {
     daemon: ServiceDaemon,
-    /// The full name this node announced under, to withdraw when it stops.
-    announced: Mutex<Option<String>>,
+    /// What this node announced, to withdraw when it stops.
+    announced: Mutex<Option<ServiceInfo>>,
 }
 
 impl Mdns {
     pub fn new() -> Result<Mdns, String> {
         let daemon =
             ServiceDaemon::new().map_err(|e| format!("cannot start the mdns responder: {e}"))?;
+        // Interfaces are listed again every second rather than every 5: a sidecar often
+        // starts before its network is fully up (a container's veth, a Wi-Fi link), and is
+        // not heard until it joins the multicast group there.
+        daemon
+            .set_ip_check_interval(1)
+            .map_err(|e| format!("cannot configure the mdns responder: {e}"))?;
         Ok(Mdns {
             daemon,
             announced: Mutex::new(None),
         })
     }
 
-    fn set_announced(&self, name: Option<String>) -> Option<String> {
+    fn set_announced(&self, info: Option<ServiceInfo>) -> Option<ServiceInfo> {
         std::mem::replace(
             &mut *self.announced.lock().unwrap_or_else(|e| e.into_inner()),
-            name,
+            info,
         )
     }
 
@@ -102,13 +108,18 @@ impl Mdns {
             )
         }
         .map_err(|e| error("service record", e))?;
+        // RFC 6762 probing (three queries 250 ms apart) guards a name against a clash before
+        // announcing it; ours carry a piece of the node's key, so it would only delay the
+        // announcement by most of a second.
+        let mut info = info;
+        info.set_requires_probe(false);
         let fullname = info.get_fullname().to_owned();
         self.daemon
-            .register(info)
+            .register(info.clone())
             .map_err(|e| error("announce", e))?;
-        if let Some(old) = self.set_announced(Some(fullname.clone())) {
-            if old != fullname {
-                let _ = self.daemon.unregister(&old);
+        if let Some(old) = self.set_announced(Some(info)) {
+            if old.get_fullname() != fullname {
+                let _ = self.daemon.unregister(old.get_fullname());
             }
         }
         info!(name = %fullname, "announced over mdns");
@@ -173,13 +184,14 @@ impl Registry for Mdns {
 
     fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
         Box::pin(async move {
-            let Some(fullname) = self.set_announced(None) else {
+            let Some(info) = self.set_announced(None) else {
                 return Ok(());
             };
+            let fullname = info.get_fullname();
             // Sends the goodbye packet, so that browsers drop this node now.
             let done = self
                 .daemon
-                .unregister(&fullname)
+                .unregister(fullname)
                 .map_err(|e| error("unregister", e))?;
             let _ = tokio::time::timeout(Duration::from_secs(1), done.recv_async()).await;
             Ok(())
