@@ -12,15 +12,19 @@ use std::time::{Duration, Instant};
 use support::netns::NetnsPair;
 use support::registry::{Dnsmasq, Etcd};
 use support::{
-    eventually, eventually_every, get, get_in, wait_ready, wait_routable, Backend,
-    Node, Service,
+    eventually, eventually_every, get, get_in, wait_ready, wait_routable, Backend, Node, Service,
 };
 
 /// Which backend answered `GET /hello` for `host` through `node`.
 fn answered_by(node: &Node, host: &str) -> Result<String, String> {
     let r = get_in(node.netns.as_deref(), node.outbound, host, "/hello")?;
     if r.status != 200 {
-        return Err(format!("{} {:?} {}", r.status, r.header("ferry-error"), r.body));
+        return Err(format!(
+            "{} {:?} {}",
+            r.status,
+            r.header("ferry-error"),
+            r.body
+        ));
     }
     r.body
         .lines()
@@ -55,7 +59,11 @@ fn admin(address: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let body = reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     (status, body)
 }
 
@@ -104,21 +112,31 @@ fn static_file_routes_follows_edits_and_keeps_the_last_good_set_on_a_bad_one() {
     wait_answered_by(&node, "greeter", "static-two", Duration::from_secs(10));
 
     // A bad edit: the node says why, stays ready, and keeps routing by the last good file.
-    fs::write(&file, "[[service]]\nname = \"greeter\"\nendpoints = [\"not-an-address\"]\n").unwrap();
+    fs::write(
+        &file,
+        "[[service]]\nname = \"greeter\"\nendpoints = [\"not-an-address\"]\n",
+    )
+    .unwrap();
     let body = eventually(Duration::from_secs(10), || match readyz(&node) {
         (200, body) if body.contains("registry static unavailable") => Ok(body),
         other => Err(format!("{other:?}")),
     });
     assert!(body.contains("not-an-address"), "{body}");
     assert_eq!(answered_by(&node, "greeter").unwrap(), "static-two");
-    assert_eq!(metric(&node, "ferry_registry_up{kind=\"static\"}"), Some(0.0));
+    assert_eq!(
+        metric(&node, "ferry_registry_up{kind=\"static\"}"),
+        Some(0.0)
+    );
     assert!(metric(&node, "ferry_registry_errors_total{kind=\"static\"}").unwrap_or(0.0) >= 1.0);
 
     fs::write(&file, static_file(&[("greeter", one.address)])).unwrap();
     wait_answered_by(&node, "greeter", "static-one", Duration::from_secs(10));
     let (status, body) = readyz(&node);
     assert_eq!((status, body.contains("warning")), (200, false), "{body}");
-    assert_eq!(metric(&node, "ferry_registry_up{kind=\"static\"}"), Some(1.0));
+    assert_eq!(
+        metric(&node, "ferry_registry_up{kind=\"static\"}"),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -204,7 +222,9 @@ fn etcd_node(name: &str, etcd: &Etcd) -> support::NodeBuilder {
 }
 
 fn registered(etcd: &Etcd) -> usize {
-    etcd.keys(&format!("{PREFIX}nodes/")).map(|k| k.len()).unwrap_or(0)
+    etcd.keys(&format!("{PREFIX}nodes/"))
+        .map(|k| k.len())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -275,7 +295,10 @@ fn etcd_nodes_find_each_other_under_leases_and_ride_out_an_etcd_restart() {
     eventually(Duration::from_secs(15), || {
         let status = registry_status(a.admin);
         let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
-        match (registered(&etcd), nodes.iter().any(|n| n["name"] == "etcd-c")) {
+        match (
+            registered(&etcd),
+            nodes.iter().any(|n| n["name"] == "etcd-c"),
+        ) {
             (2, false) => Ok(()),
             other => Err(format!("{other:?}: {status}")),
         }
@@ -341,12 +364,23 @@ fn mdns_nodes_on_a_lan_find_each_other_and_the_first_call_does_not_wait_for_a_ti
     let first = answered_by(&a, "greeter");
     let took = started.elapsed();
     assert_eq!(first, Ok("greeter-on-b".to_owned()), "after {took:?}");
-    assert!(took < Duration::from_millis(1500), "the first call took {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the first call took {took:?}"
+    );
     // Once every node found is linked, a name nobody has is refused at once.
     let started = Instant::now();
     let missing = get_in(a.netns.as_deref(), a.outbound, "nowhere", "/").unwrap();
-    assert_eq!(missing.header("ferry-error"), Some("no-route"), "{missing:?}");
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert_eq!(
+        missing.header("ferry-error"),
+        Some("no-route"),
+        "{missing:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
     let status = a.admin_get("/registry").body;
     assert!(status.contains("mdns-b"), "{status}");
 

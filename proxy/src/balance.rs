@@ -215,11 +215,12 @@ where
             let picked = candidates(directory.as_ref(), &call.name)
                 .await
                 .and_then(|eligible| {
-                    balancer.pick(&eligible).cloned().ok_or_else(|| {
-                        ProxyError::NoHealthyEndpoint {
+                    balancer
+                        .pick(&eligible)
+                        .cloned()
+                        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
                             service: call.name.to_string(),
-                        }
-                    })
+                        })
                 });
             let endpoint = match picked {
                 Ok(endpoint) => endpoint,

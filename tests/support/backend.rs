@@ -38,7 +38,13 @@ impl Backend {
 
     /// The HTTP backend on a given port: a workload restarted where it was.
     pub fn http_at(name: &str, address: SocketAddr) -> Backend {
-        Backend::python(None, "http_backend.py", name, address.port(), Some(address.ip()))
+        Backend::python(
+            None,
+            "http_backend.py",
+            name,
+            address.port(),
+            Some(address.ip()),
+        )
     }
 
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.

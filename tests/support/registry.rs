@@ -56,7 +56,10 @@ impl Etcd {
             .args(["--advertise-client-urls", &self.url])
             .args(["--listen-peer-urls", &self.peer_url])
             .args(["--initial-advertise-peer-urls", &self.peer_url])
-            .args(["--initial-cluster", &format!("ferry-test={}", self.peer_url)])
+            .args([
+                "--initial-cluster",
+                &format!("ferry-test={}", self.peer_url),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("can share the log file"))
             .stderr(log)
@@ -173,8 +176,17 @@ impl Dnsmasq {
         let mut command = Command::new("dnsmasq");
         command
             .args(["--keep-in-foreground", "--log-facility=-", "--log-queries"])
-            .args(["--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file"])
-            .args(["--user=root", "--bind-interfaces", "--listen-address=127.0.0.1"])
+            .args([
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file",
+            ])
+            .args([
+                "--user=root",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+            ])
             .arg(format!("--port={}", self.address.port()))
             .arg(format!("--local=/{}/", self.domain))
             .arg("--local-ttl=1")
@@ -202,7 +214,12 @@ impl Dnsmasq {
     /// Rewrites the hosts file and tells dnsmasq to reread it (SIGHUP).
     pub fn set_hosts(&self, hosts: &str) {
         self.write_hosts(hosts);
-        if let Some(child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(child) = self
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             let ran = run(
                 Command::new("kill").args(["-HUP", &child.id().to_string()]),
                 Duration::from_secs(5),

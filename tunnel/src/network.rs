@@ -360,7 +360,11 @@ async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
 }
 
 /// [`dial`] for a discovered peer, until it is removed or moves to another address.
-async fn dial_until_removed(shared: Arc<Shared>, peer: PeerAddress, mut stop: watch::Receiver<bool>) {
+async fn dial_until_removed(
+    shared: Arc<Shared>,
+    peer: PeerAddress,
+    mut stop: watch::Receiver<bool>,
+) {
     let (key, address) = (peer.key, peer.address.clone());
     tokio::select! {
         _ = dial(shared.clone(), peer) => {}

@@ -149,14 +149,18 @@ fn weighted(mut targets: Vec<Target>) -> Vec<AddressRecord> {
         return Vec::new();
     };
     targets.retain(|t| t.priority == best);
-    let heaviest = targets.iter().map(|t| u32::from(t.weight)).max().unwrap_or(0);
+    let heaviest = targets
+        .iter()
+        .map(|t| u32::from(t.weight))
+        .max()
+        .unwrap_or(0);
     let mut set = Vec::new();
     for target in targets {
-        let shares = if heaviest == 0 {
-            1
-        } else {
-            ((u32::from(target.weight) * WEIGHT_SHARES + heaviest / 2) / heaviest).max(1)
-        };
+        // All weights 0: equal shares.
+        let shares = (u32::from(target.weight) * WEIGHT_SHARES + heaviest / 2)
+            .checked_div(heaviest)
+            .unwrap_or(1)
+            .max(1);
         for address in target.addresses {
             for _ in 0..shares {
                 set.push(AddressRecord {
@@ -189,16 +193,22 @@ impl Registry for Dns {
         Box::pin(async { Ok(()) })
     }
 
-    fn watch<'a>(&'a self, scope: &'a Scope, sink: &'a Sink) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn watch<'a>(
+        &'a self,
+        scope: &'a Scope,
+        sink: &'a Sink,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let Scope::Service(service) = scope else {
                 // The probe: any answer about the domain, even "no such name", shows the
                 // servers answer.
-                return match self.resolver.lookup_ip(self.domain.as_str()).await {
-                    Ok(_) => Ok(sink.set(EndpointSet::default())),
-                    Err(e) if absent(&e) => Ok(sink.set(EndpointSet::default())),
-                    Err(e) => Err(failure(&self.domain, &e)),
-                };
+                match self.resolver.lookup_ip(self.domain.as_str()).await {
+                    Ok(_) => {}
+                    Err(e) if absent(&e) => {}
+                    Err(e) => return Err(failure(&self.domain, &e)),
+                }
+                sink.set(EndpointSet::default());
+                return Ok(());
             };
             loop {
                 let (set, until) = self.lookup(service).await?;

@@ -180,11 +180,18 @@ impl Registry for Etcd {
         })
     }
 
-    fn watch<'a>(&'a self, _: &'a Scope, sink: &'a Sink) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn watch<'a>(
+        &'a self,
+        _: &'a Scope,
+        sink: &'a Sink,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let mut client = self.connect().await?;
             let snapshot = client
-                .get(self.nodes_dir.as_str(), Some(GetOptions::new().with_prefix()))
+                .get(
+                    self.nodes_dir.as_str(),
+                    Some(GetOptions::new().with_prefix()),
+                )
                 .await
                 .map_err(|e| error("get", e))?;
             let revision = snapshot.header().map_or(0, |h| h.revision());

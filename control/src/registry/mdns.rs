@@ -95,8 +95,15 @@ impl Mdns {
         ];
         let host = format!("{instance}.local.");
         let info = if address.ip().is_unspecified() {
-            ServiceInfo::new(SERVICE_TYPE, &instance, &host, "", address.port(), &properties[..])
-                .map(ServiceInfo::enable_addr_auto)
+            ServiceInfo::new(
+                SERVICE_TYPE,
+                &instance,
+                &host,
+                "",
+                address.port(),
+                &properties[..],
+            )
+            .map(ServiceInfo::enable_addr_auto)
         } else {
             ServiceInfo::new(
                 SERVICE_TYPE,
@@ -198,7 +205,11 @@ impl Registry for Mdns {
         })
     }
 
-    fn watch<'a>(&'a self, _: &'a Scope, sink: &'a Sink) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn watch<'a>(
+        &'a self,
+        _: &'a Scope,
+        sink: &'a Sink,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let events = self
                 .daemon

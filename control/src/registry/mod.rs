@@ -156,7 +156,11 @@ impl Registry for Mesh {
         Box::pin(async { Ok(()) })
     }
 
-    fn watch<'a>(&'a self, _: &'a Scope, sink: &'a Sink) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn watch<'a>(
+        &'a self,
+        _: &'a Scope,
+        sink: &'a Sink,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         sink.set(EndpointSet::default());
         Box::pin(async { Ok(()) })
     }
@@ -184,7 +188,11 @@ pub fn start(
         RegistryKind::Mdns => Arc::new(mdns::Mdns::new()?),
     };
     let cache = RegistryCache::new(plugin.clone(), local.key, local.datacenter, network);
-    tokio::spawn(hold_registration(plugin.clone(), cache.clone(), local.record));
+    tokio::spawn(hold_registration(
+        plugin.clone(),
+        cache.clone(),
+        local.record,
+    ));
     // A backend that cannot list (DNS) takes `All` as a probe: readiness then means that it
     // answers, and each name is watched from the first call that asks for it.
     cache.spawn_watch(Scope::All);

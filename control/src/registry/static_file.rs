@@ -52,7 +52,10 @@ pub fn read_static_file(path: &Path) -> Result<Vec<StaticService>, String> {
 fn parse(text: &str) -> Result<Vec<StaticService>, String> {
     let file: FileText = toml::from_str(text).map_err(|e| {
         // toml's message spans lines (it quotes the source); one line reads better in a log.
-        e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     })?;
     let mut seen = std::collections::HashSet::new();
     file.service
@@ -138,7 +141,11 @@ impl Registry for StaticFile {
         Box::pin(async { Ok(()) })
     }
 
-    fn watch<'a>(&'a self, _: &'a Scope, sink: &'a Sink) -> BoxFuture<'a, Result<(), RegistryError>> {
+    fn watch<'a>(
+        &'a self,
+        _: &'a Scope,
+        sink: &'a Sink,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let mut seen = None;
             loop {
