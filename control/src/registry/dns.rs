@@ -244,11 +244,11 @@ mod tests {
     #[test]
     fn only_the_lowest_priority_with_an_address_is_used() {
         let set = weighted(vec![target(20, 1, 2), target(10, 1, 1)]);
-        assert_eq!((count(&set, 1), count(&set, 2)), (1, 0));
+        assert!(count(&set, 1) > 0 && count(&set, 2) == 0);
         let mut empty = target(5, 1, 3);
         empty.addresses.clear();
         let set = weighted(vec![empty, target(20, 1, 2)]);
-        assert_eq!(count(&set, 2), 1);
+        assert!(count(&set, 2) > 0);
     }
 
     #[test]
