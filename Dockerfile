@@ -2,6 +2,9 @@
 #   docker build -t ferry .
 #   docker run --rm -p 7700:7700/udp -v $PWD/ferry.toml:/etc/ferry/ferry.toml ferry
 FROM rust:1-bookworm AS build
+# etcd-client (the etcd registry) compiles etcd's .proto files at build time.
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p ferry-control --bin ferry

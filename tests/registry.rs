@@ -396,3 +396,34 @@ fn mdns_nodes_on_a_lan_find_each_other_and_the_first_call_does_not_wait_for_a_ti
         }
     });
 }
+
+#[test]
+fn check_validates_the_static_registry_file() {
+    let dir = support::TempDir::new("check-static");
+    let config = dir.join("ferry.toml");
+    fs::write(
+        &config,
+        "[node]\nname = \"n\"\n\n[registry]\nkind = \"static\"\nfile = \"services.toml\"\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    fs::write(
+        dir.join("services.toml"),
+        "[[service]]\nname = \"greeter\"\nendpoints = [\"10.0.0.5\"]\n",
+    )
+    .unwrap();
+    let ran = support::ferry(&["check", "--config", config_arg], dir.path());
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(
+        ran.stderr.contains(":6: registry.file:") && ran.stderr.contains("\"10.0.0.5\""),
+        "{}",
+        ran.stderr
+    );
+    fs::write(
+        dir.join("services.toml"),
+        "[[service]]\nname = \"greeter\"\nendpoints = [\"10.0.0.5:8080\"]\n",
+    )
+    .unwrap();
+    let ran = support::ferry(&["check", "--config", config_arg], dir.path());
+    assert!(ran.success(), "{ran:?}");
+}
