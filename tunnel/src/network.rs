@@ -157,7 +157,7 @@ impl Network {
         tokio::spawn(accept_links(shared.clone()));
         for peer in config.peers {
             lock(&shared.dialed).insert(peer.address.clone(), "connecting");
-            tokio::spawn(dial(shared.clone(), peer));
+            tokio::spawn(dial(shared.clone(), peer, None));
         }
         Ok(Network { shared })
     }
@@ -264,7 +264,7 @@ impl Network {
         self.shared.trust.add_discovered(peer.key);
         let (stop, stopped) = watch::channel(false);
         discovered.insert(peer.key, (peer.address.clone(), stop));
-        tokio::spawn(dial_until_removed(self.shared.clone(), peer, stopped));
+        tokio::spawn(dial(self.shared.clone(), peer, Some(stopped)));
     }
 
     /// Forgets a discovered peer: stops dialing it, closes its link (withdrawing its routes)
@@ -273,6 +273,10 @@ impl Network {
         if let Some((_, stop)) = lock(&self.shared.discovered).remove(key) {
             self.shared.trust.remove_discovered(key);
             stop.send_replace(true);
+            // A link the peer opened to us goes too; the dial loop closes its own.
+            if let Some(entry) = lock(&self.shared.links).get(key) {
+                entry.link.connection().close(0u32.into(), b"peer removed");
+            }
         }
     }
 
@@ -328,19 +332,34 @@ async fn accept_links(shared: Arc<Shared>) {
     }
 }
 
-/// Keeps a link to a configured peer, redialing with jittered exponential backoff.
-async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
+/// Keeps a link to a peer, redialing with jittered exponential backoff. A configured peer's
+/// loop runs for the node's life; a discovered peer's (`stop` given) until `stop` turns true,
+/// when its link is closed, cleaned up as any closed link is, and the loop ends.
+async fn dial(shared: Arc<Shared>, peer: PeerAddress, mut stop: Option<watch::Receiver<bool>>) {
     let mut backoff = BACKOFF_MIN;
     let mut logged = false;
     loop {
         lock(&shared.dialed).insert(peer.address.clone(), "connecting");
-        match connect(&shared, &peer.address, &peer.key).await {
+        let connected = tokio::select! {
+            connected = connect(&shared, &peer.address, &peer.key) => connected,
+            _ = stopped(&mut stop) => break,
+        };
+        match connected {
             Ok(link) => {
                 info!(peer = %peer.address, "link up");
                 backoff = BACKOFF_MIN;
                 logged = false;
                 lock(&shared.dialed).insert(peer.address.clone(), "up");
-                let result = run_link(&shared, link, Some(&peer.address)).await;
+                let conn = link.connection().clone();
+                let run = run_link(&shared, link, Some(&peer.address));
+                tokio::pin!(run);
+                let result = tokio::select! {
+                    result = &mut run => result,
+                    _ = stopped(&mut stop) => {
+                        conn.close(0u32.into(), b"peer removed");
+                        run.await
+                    }
+                };
                 lock(&shared.dialed).insert(peer.address.clone(), "down");
                 match result {
                     Ok(()) => info!(peer = %peer.address, "link down"),
@@ -354,32 +373,23 @@ async fn dial(shared: Arc<Shared>, peer: PeerAddress) {
             }
             Err(e) => debug!(peer = %peer.address, error = %e, "cannot reach peer"),
         }
-        tokio::time::sleep(jitter(backoff)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+            _ = stopped(&mut stop) => break,
+        }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+    lock(&shared.dialed).remove(&peer.address);
 }
 
-/// [`dial`] for a discovered peer, until it is removed or moves to another address.
-async fn dial_until_removed(
-    shared: Arc<Shared>,
-    peer: PeerAddress,
-    mut stop: watch::Receiver<bool>,
-) {
-    let (key, address) = (peer.key, peer.address.clone());
-    tokio::select! {
-        _ = dial(shared.clone(), peer) => {}
-        _ = stop.wait_for(|stop| *stop) => {}
-    }
-    // The dial loop was dropped wherever it was: undo what its link would have on the way out,
-    // unless the peer is still wanted (at a new address) and that link is now the new one's.
-    lock(&shared.dialed).remove(&address);
-    if lock(&shared.discovered).contains_key(&key) {
-        return;
-    }
-    let removed = lock(&shared.links).remove(&key);
-    if let Some(entry) = removed {
-        lock(&shared.routes).withdraw(&key);
-        entry.link.connection().close(0u32.into(), b"peer removed");
+/// Resolves once a discovered peer's dial loop is told to stop; never for a configured peer.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        // A dropped sender stops the loop too: nobody is left to want the peer.
+        Some(stop) => {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -209,7 +209,10 @@ impl RegistryCache {
     pub fn converging(&self, service: &str) -> bool {
         let state = self.lock();
         if !self.plugin.lists_all() {
-            return state.watched.contains(service) && !state.answered.contains(service);
+            // While the backend is down, waiting would only delay the refusal.
+            return state.watched.contains(service)
+                && !state.answered.contains(service)
+                && state.error.is_none();
         }
         if !matches!(self.kind, RegistryKind::Etcd | RegistryKind::Mdns) {
             return false;
@@ -235,6 +238,12 @@ impl RegistryCache {
             .filter_map(|p| p.key)
             .collect();
         fresh.iter().any(|key| !linked.contains(key))
+    }
+
+    /// Whether the backend answered last time it was asked.
+    pub fn is_up(&self) -> bool {
+        let state = self.lock();
+        state.synced && state.error.is_none()
     }
 
     /// Wakes on every answer the backend gives.

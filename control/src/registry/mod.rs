@@ -232,7 +232,7 @@ async fn run_watch(plugin: Arc<dyn Registry>, cache: Arc<RegistryCache>, scope: 
             Ok(()) => return,
             Err(e) => {
                 // A watch that delivered since the last failure earned a fresh backoff.
-                if cache.status().up {
+                if cache.is_up() {
                     backoff = RETRY_MIN;
                 }
                 cache.failed(&e);
