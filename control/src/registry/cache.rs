@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,8 @@ pub struct RegistryCache {
     state: Mutex<State>,
     /// Bumped on every answer, so that a waiting first lookup wakes at once.
     changed: watch::Sender<u64>,
+    /// Set when the node deregisters: its registration must not be renewed after.
+    leaving: AtomicBool,
 }
 
 impl RegistryCache {
@@ -83,6 +86,7 @@ impl RegistryCache {
             started: Instant::now(),
             state: Mutex::default(),
             changed: watch::channel(0).0,
+            leaving: AtomicBool::new(false),
         })
     }
 
@@ -288,8 +292,14 @@ impl RegistryCache {
         }
     }
 
-    /// Withdraws this node's registration, within a bounded time.
+    /// Whether the node has deregistered on its way out.
+    pub(super) fn leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Withdraws this node's registration, within a bounded time, for good.
     pub async fn deregister(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
         match tokio::time::timeout(DEREGISTER_TIMEOUT, self.plugin.deregister()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(kind = %self.kind, error = %e, "cannot deregister"),

@@ -200,7 +200,8 @@ pub fn start(
     Ok(cache)
 }
 
-/// Keeps this node registered, re-registering after every failure with a backoff.
+/// Keeps this node registered, re-registering after every failure with a backoff, until the
+/// node deregisters on its way out.
 async fn hold_registration(
     plugin: Arc<dyn Registry>,
     cache: Arc<RegistryCache>,
@@ -208,10 +209,20 @@ async fn hold_registration(
 ) {
     let mut backoff = RETRY_MIN;
     loop {
-        match plugin.register(&mut record).await {
+        let started = std::time::Instant::now();
+        let result = plugin.register(&mut record).await;
+        if cache.leaving() {
+            return;
+        }
+        match result {
             Ok(()) => return,
             Err(e) => {
-                warn!(kind = %plugin.kind(), error = %e, "registration lost; registering again");
+                // A registration that held a while was good: start the backoff afresh, and
+                // say so once rather than at every retry of an outage.
+                if started.elapsed() > RETRY_MAX {
+                    backoff = RETRY_MIN;
+                    warn!(kind = %plugin.kind(), error = %e, "registration lost; registering again");
+                }
                 cache.failed(&e);
             }
         }
