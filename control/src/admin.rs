@@ -97,6 +97,7 @@ fn route(state: &NodeState, request: Request<Incoming>) -> Response<Full<Bytes>>
         (&Method::GET, "/peers") => json_reply(peers(state)),
         (&Method::GET, "/routes") => json_reply(routes(state)),
         (&Method::GET, "/services") => json_reply(services(state)),
+        (&Method::GET, "/registry") => json_reply(registry(state)),
         (&Method::GET, "/config") => {
             json_reply(serde_json::to_value(state.config()).unwrap_or(Value::Null))
         }
@@ -107,29 +108,23 @@ fn route(state: &NodeState, request: Request<Incoming>) -> Response<Full<Bytes>>
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/status" | "/peers" | "/routes" | "/services"
-            | "/config" | "/drain",
+            | "/registry" | "/config" | "/drain",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
     }
 }
 
 fn readyz(state: &NodeState) -> Response<Full<Bytes>> {
-    let reload_error = state
-        .reload_error
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let warning = reload_error.map(|why| {
-        format!("warning: last config reload refused, serving the previous config: {why}\n")
-    });
+    let warnings: String = state
+        .warnings()
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect();
     match state.readiness() {
-        Ok(()) => text(
-            StatusCode::OK,
-            format!("ready\n{}", warning.unwrap_or_default()),
-        ),
+        Ok(()) => text(StatusCode::OK, format!("ready\n{warnings}")),
         Err(why) => text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n{}", warning.unwrap_or_default()),
+            format!("not ready: {why}\n{warnings}"),
         ),
     }
 }
@@ -162,6 +157,12 @@ fn metrics(state: &NodeState) -> Response<Full<Bytes>> {
     for (dc, n) in by_dc {
         metrics::gauge!("ferry_routes", "datacenter" => dc).set(n as f64);
     }
+    let registry = state.registry.status();
+    let kind = registry.kind.as_str();
+    metrics::gauge!("ferry_registry_up", "kind" => kind).set(f64::from(u8::from(registry.up)));
+    metrics::gauge!("ferry_registry_nodes", "kind" => kind).set(registry.nodes.len() as f64);
+    let addresses: usize = registry.addresses.values().map(Vec::len).sum();
+    metrics::gauge!("ferry_registry_addresses", "kind" => kind).set(addresses as f64);
     reply(StatusCode::OK, "text/plain; version=0.0.4", handle.render())
 }
 
@@ -181,6 +182,7 @@ fn status(state: &NodeState) -> Value {
         "peers": state.network.peers().iter().filter(|p| p.state == "up").count(),
         "services": state.services.list().len(),
         "routes": state.network.routes().len(),
+        "registry": state.registry.kind().as_str(),
     })
 }
 
@@ -223,6 +225,20 @@ fn routes(state: &NodeState) -> Value {
             })
         })
         .collect();
+    let registry = state.registry.status();
+    for (service, set) in &registry.addresses {
+        for address in set {
+            rows.push(json!({
+                "service": service,
+                "datacenter": config.node.datacenter,
+                "node": null,
+                "endpoint": address.to_string(),
+                "via": format!("registry {}", registry.kind),
+                "metric": 0,
+                "healthy": true,
+            }));
+        }
+    }
     for r in state.network.routes() {
         // The node's tunnel address, for a route learned from the node itself; a route
         // through a gateway names the gateway instead.
@@ -245,6 +261,22 @@ fn routes(state: &NodeState) -> Value {
         }));
     }
     Value::Array(rows)
+}
+
+/// The registry's cache: its backend's state and what it last answered.
+fn registry(state: &NodeState) -> Value {
+    let status = state.registry.status();
+    json!({
+        "kind": status.kind.as_str(),
+        "synced": status.synced,
+        "up": status.up,
+        "error": status.error,
+        "errors": status.errors,
+        "nodes": status.nodes,
+        "services": status.addresses.iter().map(|(name, set)| {
+            (name.clone(), Value::from(set.iter().map(|a| a.to_string()).collect::<Vec<_>>()))
+        }).collect::<serde_json::Map<String, Value>>(),
+    })
 }
 
 fn services(state: &NodeState) -> Value {

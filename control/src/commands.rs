@@ -195,6 +195,14 @@ fn check(path: &Path) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             }
+            // The static registry's file is read at start like the config: check it too.
+            if let Some(file) = config.registry.file.as_deref() {
+                if let Err(e) = crate::registry::read_static_file(file) {
+                    let line = registry_file_line(path);
+                    eprintln!("{}:{line}: registry.file: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
@@ -207,11 +215,24 @@ fn check(path: &Path) -> ExitCode {
 
 /// The line of `key_file` in a config file, for an error about the file it names.
 fn key_file_line(path: &Path) -> usize {
+    line_of(path, "key_file")
+}
+
+/// The line of `[registry] file`, for an error about the services file it names.
+fn registry_file_line(path: &Path) -> usize {
+    line_of(path, "file")
+}
+
+/// The first line of a config file that sets `key` (0 when none does).
+fn line_of(path: &Path, key: &str) -> usize {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| {
-            text.lines()
-                .position(|l| l.trim_start().starts_with("key_file"))
+            text.lines().position(|l| {
+                l.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
         })
         .map_or(0, |i| i + 1)
 }

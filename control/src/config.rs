@@ -467,6 +467,12 @@ impl Config {
     }
 }
 
+/// Checks a service name as `[[service]] name` is checked (letters, digits, `_`, `-`), for
+/// files of services read outside the config, such as the `static` registry's.
+pub fn check_service_name(name: &str) -> Result<String, String> {
+    values::service_name(name)
+}
+
 /// Where the embedded defaults come from, read once so tests can supply their own.
 #[derive(Debug, Clone, Default)]
 struct Environment {

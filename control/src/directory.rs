@@ -1,28 +1,50 @@
-//! The node's answer to "where is service X?": its own local services plus the routes its
-//! peers announced over the mesh.
+//! The node's answer to "where is service X?", composed of three sources:
+//!
+//! 1. the local services this node fronts;
+//! 2. the plain addresses its registry plugin holds (`static`, `dns`): dialed directly, in
+//!    this datacenter, healthy unless the plugin says otherwise;
+//! 3. the routes peers announced over the mesh, which carry every other datacenter whatever
+//!    the plugin, and this datacenter's nodes that `mesh`, `etcd` or `mdns` linked to.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_proxy::{Directory, Endpoint, EndpointId, Resolution, ServiceName, Target};
 use ferry_tunnel::{Network, Protocol};
 
+use crate::registry::RegistryCache;
 use crate::services::LocalServices;
 
-/// The `mesh` registry: local services and what peers announce.
-pub struct MeshDirectory {
+/// A first lookup waits at most this long for an answer on its way (then: no route). Enough
+/// for mDNS, whose responders may hold an answer up to a second (RFC 6762 §6 rate limit).
+const SETTLE_MAX: Duration = Duration::from_millis(1500);
+/// How often a waiting lookup looks at the route table, which has no change signal; the
+/// registry's own answers wake it at once.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
+/// Local services, the registry's plain addresses and the mesh's routes.
+pub struct NodeDirectory {
     pub datacenter: String,
     pub local: LocalServices,
     pub network: Network,
+    pub registry: Arc<RegistryCache>,
 }
 
-impl Directory for MeshDirectory {
+impl NodeDirectory {
+    fn here(&self, name: &ServiceName) -> bool {
+        name.datacenter
+            .as_deref()
+            .is_none_or(|dc| dc.eq_ignore_ascii_case(&self.datacenter))
+    }
+}
+
+impl Directory for NodeDirectory {
     fn resolve(&self, name: &ServiceName) -> Resolution {
         let mut endpoints = Vec::new();
-        let here = name
-            .datacenter
-            .as_deref()
-            .is_none_or(|dc| dc.eq_ignore_ascii_case(&self.datacenter));
-        if here {
+        if self.here(name) {
             if let Some(service) = self.local.get(&name.service) {
                 endpoints.push(Endpoint {
                     id: EndpointId::Address(service.address()),
@@ -30,6 +52,16 @@ impl Directory for MeshDirectory {
                     protocol: service.protocol(),
                     datacenter: self.datacenter.clone(),
                     healthy: service.healthy(),
+                });
+            }
+            let service = name.service.to_ascii_lowercase();
+            for record in self.registry.addresses(&service) {
+                endpoints.push(Endpoint {
+                    id: EndpointId::Address(record.address),
+                    target: Target::Address(record.address),
+                    protocol: record.protocol,
+                    datacenter: self.datacenter.clone(),
+                    healthy: true,
                 });
             }
         }
@@ -62,5 +94,32 @@ impl Directory for MeshDirectory {
 
     fn datacenter(&self) -> String {
         self.datacenter.clone()
+    }
+
+    fn settle(&self, name: &ServiceName) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let service = name.service.to_ascii_lowercase();
+        if !self.here(name) || !self.registry.converging(&service) {
+            return None;
+        }
+        let registry = self.registry.clone();
+        let network = self.network.clone();
+        let datacenter = name.datacenter.clone();
+        Some(Box::pin(async move {
+            let mut changes = registry.changes();
+            let wait = async {
+                loop {
+                    let found = !registry.addresses(&service).is_empty()
+                        || !network.lookup(&service, datacenter.as_deref()).is_empty();
+                    if found || !registry.converging(&service) {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = tokio::time::sleep(SETTLE_POLL) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(SETTLE_MAX, wait).await;
+        }))
     }
 }

@@ -10,5 +10,6 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod node;
+pub mod registry;
 pub mod services;
 pub mod telemetry;

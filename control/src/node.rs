@@ -15,8 +15,9 @@ use tracing::{error, info, warn};
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
 
-use crate::config::{Config, OutboundKind, RegistryKind};
-use crate::directory::MeshDirectory;
+use crate::config::{Config, OutboundKind};
+use crate::directory::NodeDirectory;
+use crate::registry::{self, NodeRecord, RegistryCache};
 use crate::services::LocalServices;
 
 /// How long a stopping node waits for its listeners to finish the calls in flight.
@@ -36,6 +37,10 @@ pub struct NodeState {
     pub config: RwLock<Config>,
     pub network: Network,
     pub services: LocalServices,
+    /// The registry's cache: what the plugin last answered and whether its backend is up.
+    pub registry: Arc<RegistryCache>,
+    /// This node as the registry publishes it; changed when its services change.
+    record: watch::Sender<NodeRecord>,
     outbound: Arc<Outbound>,
     pub shutdown: watch::Sender<bool>,
     /// Why the last reload was refused, until a good one comes.
@@ -62,7 +67,28 @@ impl NodeState {
         if !self.services.all_checked() {
             return Err("registry not synced: first health checks still running".into());
         }
+        self.registry.readiness()?;
         Ok(())
+    }
+
+    /// What a ready node should still tell: a refused reload, a registry backend that is down
+    /// while its last answer serves.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(why) = self
+            .reload_error
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            warnings.push(format!(
+                "last config reload refused, serving the previous config: {why}"
+            ));
+        }
+        if let Ok(Some(why)) = self.registry.readiness() {
+            warnings.push(why);
+        }
+        warnings
     }
 
     pub fn config(&self) -> Config {
@@ -107,6 +133,12 @@ impl NodeState {
             restart("[admin]", &mut notes);
         }
         self.services.replace(&new.services);
+        let services = registry::service_records(&new.services);
+        self.record.send_if_modified(|record| {
+            let changed = record.services != services;
+            record.services = services;
+            changed
+        });
         self.outbound.set_settings(outbound_settings(&new));
         match trusted_keys(&new) {
             Ok(keys) => self.network.trust().replace(keys),
@@ -220,12 +252,6 @@ impl Node {
         identity: Identity,
         options: StartOptions,
     ) -> Result<Node, String> {
-        if config.registry.kind != RegistryKind::Mesh {
-            return Err(format!(
-                "registry kind {:?} is not available yet: only \"mesh\" is built so far",
-                config.registry.kind
-            ));
-        }
         let peers = peer_addresses(&config)?;
         let trust = Arc::new(Trust::new(trusted_keys(&config)?));
         let network = Network::start(NetworkConfig {
@@ -248,10 +274,31 @@ impl Node {
             upstreams.clone(),
             Arc::new(move |catalog| announcer.announce(catalog)),
         );
-        let directory = Arc::new(MeshDirectory {
+        let (record, record_updates) = watch::channel(NodeRecord {
+            name: config.node.name.clone(),
+            datacenter: config.node.datacenter.clone(),
+            key: identity.public().to_string(),
+            address: config
+                .tunnel
+                .advertise
+                .clone()
+                .unwrap_or_else(|| tunnel.to_string()),
+            services: registry::service_records(&config.services),
+        });
+        let registry = registry::start(
+            &config.registry,
+            registry::Local {
+                key: identity.public(),
+                datacenter: config.node.datacenter.clone(),
+                record: record_updates,
+            },
+            network.clone(),
+        )?;
+        let directory = Arc::new(NodeDirectory {
             datacenter: config.node.datacenter.clone(),
             local: services.clone(),
             network: network.clone(),
+            registry: registry.clone(),
         });
         let outbound = Outbound::new(
             directory.clone(),
@@ -311,6 +358,8 @@ impl Node {
             config: RwLock::new(config),
             network,
             services,
+            registry,
+            record,
             outbound,
             shutdown,
             reload_error: RwLock::new(None),
@@ -356,6 +405,9 @@ impl Node {
         if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
             warn!("drain timed out; stopping anyway");
         }
+        // Withdrawn from the registry before the links close, so no peer redials a node
+        // that is going away.
+        self.state.registry.deregister().await;
         self.state.network.close();
         // Last, the admin API: it finishes what it is answering (the reply to POST /drain) and
         // its thread ends, before the process does.

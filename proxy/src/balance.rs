@@ -208,17 +208,20 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let picked = candidates(self.directory.as_ref(), &call.name).and_then(|eligible| {
-            self.balancer
-                .pick(&eligible)
-                .cloned()
-                .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-                    service: call.name.to_string(),
-                })
-        });
+        let directory = self.directory.clone();
         let balancer = self.balancer.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
+            let picked = candidates(directory.as_ref(), &call.name)
+                .await
+                .and_then(|eligible| {
+                    balancer
+                        .pick(&eligible)
+                        .cloned()
+                        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
+                            service: call.name.to_string(),
+                        })
+                });
             let endpoint = match picked {
                 Ok(endpoint) => endpoint,
                 Err(error) => {

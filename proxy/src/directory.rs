@@ -1,7 +1,9 @@
 //! Where the proxy learns a service's endpoints. The node implements [`Directory`] over its
 //! registry and the tunnel's routes; the proxy only asks.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use ferry_tunnel::{Peer, Protocol};
@@ -77,14 +79,28 @@ pub trait Directory: Send + Sync + 'static {
     fn local_service(&self, service: &str) -> Option<(SocketAddr, Protocol)>;
     /// The datacenter this node is in, which routing prefers.
     fn datacenter(&self) -> String;
+    /// Asked when [`Directory::resolve`] found nothing: a future that ends once an answer
+    /// still on its way has come (a registry asked about a name for the first time, a node
+    /// just discovered whose routes have not arrived), after which `resolve` is asked again.
+    /// `None`, the default, when nothing is on its way. It runs within the call's deadline.
+    fn settle(&self, _name: &ServiceName) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
 }
 
 /// The endpoints a call to `name` may use, or the error that answers it.
-pub(crate) fn candidates(
+pub(crate) async fn candidates(
     directory: &dyn Directory,
     name: &ServiceName,
 ) -> Result<Vec<Endpoint>, ProxyError> {
-    let endpoints = match directory.resolve(name) {
+    let mut resolution = directory.resolve(name);
+    if matches!(resolution, Resolution::NoRoute) {
+        if let Some(settled) = directory.settle(name) {
+            settled.await;
+            resolution = directory.resolve(name);
+        }
+    }
+    let endpoints = match resolution {
         Resolution::NoRoute => {
             return Err(ProxyError::NoRoute {
                 service: name.to_string(),

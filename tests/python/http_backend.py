@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
 PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+HOST = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 
 lock = threading.Lock()
 seen = []  # request paths, in arrival order
@@ -164,7 +165,7 @@ class Server(ThreadingHTTPServer):
 
 
 def main():
-    server = Server(("127.0.0.1", PORT), Handler)
+    server = Server((HOST, PORT), Handler)
     print(f"READY {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -7,7 +7,7 @@ use super::{
 };
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -33,17 +33,23 @@ impl Backend {
 
     /// [`Backend::http`] on the loopback of the network namespace `netns` when one is given.
     pub fn http_in(netns: Option<&str>, name: &str) -> Backend {
-        Backend::python(netns, "http_backend.py", name, free_tcp_port())
+        Backend::python(netns, "http_backend.py", name, free_tcp_port(), None)
     }
 
     /// The HTTP backend on a given port: a workload restarted where it was.
     pub fn http_at(name: &str, address: SocketAddr) -> Backend {
-        Backend::python(None, "http_backend.py", name, address.port())
+        Backend::http_at_in(None, name, address)
     }
 
-    /// [`Backend::http_at`] on the loopback of the network namespace `netns` when one is given.
+    /// [`Backend::http_at`] in the network namespace `netns` when one is given.
     pub fn http_at_in(netns: Option<&str>, name: &str, address: SocketAddr) -> Backend {
-        Backend::python(netns, "http_backend.py", name, address.port())
+        Backend::python(
+            netns,
+            "http_backend.py",
+            name,
+            address.port(),
+            Some(address.ip()),
+        )
     }
 
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
@@ -53,17 +59,24 @@ impl Backend {
 
     /// [`Backend::grpc`] on the loopback of the network namespace `netns` when one is given.
     pub fn grpc_in(netns: Option<&str>, name: &str) -> Backend {
-        Backend::python(netns, "grpc_backend.py", name, free_tcp_port())
+        Backend::python(netns, "grpc_backend.py", name, free_tcp_port(), None)
     }
 
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
     pub fn websocket(name: &str) -> Backend {
-        Backend::python(None, "ws_backend.py", name, free_tcp_port())
+        Backend::python(None, "ws_backend.py", name, free_tcp_port(), None)
     }
 
     /// Starts a Python helper on a port picked like the nodes' ones and waits (20 s at most)
     /// for the "READY <port>" line it prints once it listens.
-    fn python(netns: Option<&str>, script: &str, name: &str, port: u16) -> Backend {
+    /// `host` is the IP to listen on (http_backend.py only); default 127.0.0.1.
+    fn python(
+        netns: Option<&str>,
+        script: &str,
+        name: &str,
+        port: u16,
+        host: Option<IpAddr>,
+    ) -> Backend {
         require_tool("python3");
         let dir = TempDir::new(name);
         let log = dir.join("backend.log");
@@ -71,6 +84,7 @@ impl Backend {
             .arg(python_script(script))
             .arg(name)
             .arg(port.to_string())
+            .args(host.map(|ip| ip.to_string()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("can create the backend log"))
@@ -97,7 +111,11 @@ impl Backend {
                 );
             }
         };
-        Backend::running(name, port, netns, child, log, dir)
+        let mut backend = Backend::running(name, port, netns, child, log, dir);
+        if let Some(ip) = host {
+            backend.address.set_ip(ip);
+        }
+        backend
     }
 
     /// `redis-server` on a fresh port, without persistence; waits until it answers PING.

@@ -19,6 +19,7 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod node;
+pub mod registry;
 
 pub use backend::Backend;
 pub use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};

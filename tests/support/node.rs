@@ -131,6 +131,12 @@ impl NodeBuilder {
         &self.public_key
     }
 
+    /// The node's directory, where relative paths in its config point: write files the
+    /// config names here before starting it.
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
     pub fn tunnel(&self) -> SocketAddr {
         self.tunnel
     }
@@ -191,11 +197,6 @@ impl NodeBuilder {
 
     /// Writes the config and spawns `ferry run --config FILE` with RUST_LOG=debug, its output
     /// going to `ferry.log` in the node's dir. Does not wait: see [`wait_ready`].
-    /// The directory the node will run in, for files its config names (its trust file).
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
     /// `[tunnel] trust_file`, a path relative to the node's directory.
     pub fn trust_file(mut self, name: &str) -> Self {
         self.trust_file = Some(name.to_owned());

@@ -151,3 +151,41 @@ async fn a_handshake_flood_gets_retries_and_leaves_a_live_link_alone() {
     );
     assert_eq!(echo_through(&a, b"still here").await, b"still here");
 }
+
+/// What a registry does with a node it found: `add_peer` dials it and trusts its key (each
+/// side finds the other), `remove_peer` drops the link and its routes and the trust.
+#[tokio::test]
+async fn discovered_peers_link_and_leave_when_removed() {
+    let (id_a, id_b) = (
+        Identity::generate().expect("key"),
+        Identity::generate().expect("key"),
+    );
+    let a = node(id_a.clone(), vec![], vec![]);
+    let b = node(id_b.clone(), vec![], vec![]);
+    b.network.announce(vec![CatalogEntry {
+        service: "echo".into(),
+        protocol: Protocol::Tcp,
+        healthy: true,
+    }]);
+    let peer = |node: &Node, identity: &Identity| PeerAddress {
+        address: node.network.local_addr().expect("bound").to_string(),
+        key: identity.public(),
+    };
+    a.network.add_peer(peer(&b, &id_b));
+    b.network.add_peer(peer(&a, &id_a));
+    eventually("a route to echo", || {
+        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    })
+    .await;
+    assert!(a.network.trust().allows(&id_b.public()));
+
+    a.network.remove_peer(&id_b.public());
+    eventually("the route to withdraw", || {
+        a.network.lookup("echo", None).is_empty().then_some(())
+    })
+    .await;
+    assert!(!a.network.trust().allows(&id_b.public()));
+    // b keeps redialing a, which no longer trusts it: no link comes back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.network.lookup("echo", None).is_empty());
+}

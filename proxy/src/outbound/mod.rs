@@ -107,7 +107,7 @@ impl Outbound {
     /// Opens an opaque byte stream to one of the service's endpoints, trying others when one
     /// cannot be reached.
     async fn open_tcp(&self, name: &ServiceName) -> Result<(Upstream, String), ProxyError> {
-        let candidates = candidates(self.directory.as_ref(), name)?;
+        let candidates = candidates(self.directory.as_ref(), name).await?;
         let mut last = String::new();
         let mut tried: Vec<EndpointId> = Vec::new();
         for _ in 0..crate::retry::MAX_ATTEMPTS.min(candidates.len()) {

@@ -1,4 +1,4 @@
-//! Links to configured peers, kept up with jittered backoff, and links that others open,
+//! Links to configured and discovered peers, kept up with jittered backoff, and links that others open,
 //! admitted under flood control.
 
 use std::collections::hash_map::RandomState;
@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::session::run_link;
@@ -64,19 +65,38 @@ pub(super) async fn accept_links(shared: Arc<Shared>) {
     }
 }
 
-/// Keeps a link to a configured peer, redialing with jittered exponential backoff.
-pub(super) async fn keep_linked(shared: Arc<Shared>, peer: PeerAddress) {
+/// Keeps a link to a peer, redialing with jittered exponential backoff. A configured peer's
+/// loop runs for the node's life; a discovered peer's (`stop` given) until `stop` turns true,
+/// when its link is closed, cleaned up as any closed link is, and the loop ends.
+pub(super) async fn keep_linked(
+    shared: Arc<Shared>,
+    peer: PeerAddress,
+    mut stop: Option<watch::Receiver<bool>>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut logged = false;
     loop {
         lock(&shared.dialed).insert(peer.address.clone(), "connecting");
-        match connect(&shared, &peer.address, &peer.key).await {
+        let connected = tokio::select! {
+            connected = connect(&shared, &peer.address, &peer.key) => connected,
+            _ = stopped(&mut stop) => break,
+        };
+        match connected {
             Ok(link) => {
                 info!(peer = %peer.address, "link up");
                 backoff = BACKOFF_MIN;
                 logged = false;
                 lock(&shared.dialed).insert(peer.address.clone(), "up");
-                let result = run_link(&shared, link, Some(&peer.address)).await;
+                let conn = link.connection().clone();
+                let run = run_link(&shared, link, Some(&peer.address));
+                tokio::pin!(run);
+                let result = tokio::select! {
+                    result = &mut run => result,
+                    _ = stopped(&mut stop) => {
+                        conn.close(0u32.into(), b"peer removed");
+                        run.await
+                    }
+                };
                 lock(&shared.dialed).insert(peer.address.clone(), "down");
                 match result {
                     Ok(()) => info!(peer = %peer.address, "link down"),
@@ -90,8 +110,23 @@ pub(super) async fn keep_linked(shared: Arc<Shared>, peer: PeerAddress) {
             }
             Err(e) => debug!(peer = %peer.address, error = %e, "cannot reach peer"),
         }
-        tokio::time::sleep(jitter(backoff)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+            _ = stopped(&mut stop) => break,
+        }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    lock(&shared.dialed).remove(&peer.address);
+}
+
+/// Resolves once a discovered peer's dial loop is told to stop; never for a configured peer.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        // A dropped sender stops the loop too: nobody is left to want the peer.
+        Some(stop) => {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

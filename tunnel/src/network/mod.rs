@@ -163,6 +163,8 @@ struct Shared {
     dialed: Mutex<HashMap<String, &'static str>>,
     /// The key each configured peer must hold, by address: shown even before it links.
     peer_keys: HashMap<String, PublicKey>,
+    /// Peers a registry discovered, by key: the address dialed and the switch that stops it.
+    discovered: Mutex<HashMap<PublicKey, (String, watch::Sender<bool>)>>,
     /// Configured peers not yet settled: neither synced nor found unreachable once.
     unsettled: Mutex<HashSet<String>>,
     /// Set once by [`Network::serve_streams`]; links wait for it before taking streams.
@@ -276,6 +278,7 @@ impl Network {
                 .iter()
                 .map(|p| (p.address.clone(), p.key))
                 .collect(),
+            discovered: Mutex::default(),
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             handler,
             trust: config.trust,
@@ -286,7 +289,7 @@ impl Network {
         tokio::spawn(relaying::accept_inner(shared.clone()));
         for peer in config.peers {
             lock(&shared.dialed).insert(peer.address.clone(), "connecting");
-            tokio::spawn(dial::keep_linked(shared.clone(), peer));
+            tokio::spawn(dial::keep_linked(shared.clone(), peer, None));
         }
         Ok(Network { shared })
     }
@@ -426,6 +429,38 @@ impl Network {
     /// is about to learn; it never waits longer, lest an unreachable peer hold it back.
     pub fn settled(&self) -> bool {
         lock(&self.shared.unsettled).is_empty()
+    }
+
+    /// Dials a peer that a registry discovered, and trusts its key, until
+    /// [`Network::remove_peer`]. The same key at the same address again changes nothing; at a
+    /// new address, the peer is dialed there instead.
+    pub fn add_peer(&self, peer: PeerAddress) {
+        let mut discovered = lock(&self.shared.discovered);
+        if let Some((address, stop)) = discovered.get(&peer.key) {
+            if *address == peer.address {
+                return;
+            }
+            stop.send_replace(true);
+        }
+        self.shared.trust.add_discovered(peer.key);
+        let (stop, stopped) = watch::channel(false);
+        discovered.insert(peer.key, (peer.address.clone(), stop));
+        tokio::spawn(dial::keep_linked(self.shared.clone(), peer, Some(stopped)));
+    }
+
+    /// Forgets a discovered peer: stops dialing it, closes its links (withdrawing its routes)
+    /// and stops trusting its key.
+    pub fn remove_peer(&self, key: &PublicKey) {
+        if let Some((_, stop)) = lock(&self.shared.discovered).remove(key) {
+            self.shared.trust.remove_discovered(key);
+            stop.send_replace(true);
+            // A link the peer opened to us goes too; the dial loop closes its own.
+            if let Some(entries) = lock(&self.shared.links).get(key) {
+                for entry in entries {
+                    entry.link.connection().close(0u32.into(), b"peer removed");
+                }
+            }
+        }
     }
 
     /// Closes every link, telling peers to withdraw this node's routes now rather than after
