@@ -285,10 +285,27 @@ fn local_first_then_failover_to_dc2_and_back() {
     let address = mesh.greeter1.address;
     mesh.greeter1.kill();
     let killed = Instant::now();
-    let (failover, _) = time_until(&mesh, "greeter", killed, "served by dc2", |r| {
-        served_by(r, DC2_GREETER)
+    // The first call after the kill meets the dead greeter: svc1 answers in its place, flagged
+    // as never delivered, and app sends the call on to dc2 (health checks run every second
+    // here; without this the call would get a 502 and failover would wait for them).
+    let first = mesh.call("greeter");
+    let failover = killed.elapsed();
+    println!("svc1's greeter killed: first call answered after {failover:?}");
+    assert_served_by(&first, DC2_GREETER);
+    // The refused call also woke svc1's health check, which takes the greeter out at once
+    // rather than after two failed checks a second apart.
+    let taken_out = eventually_every(POLL, Duration::from_secs(5), || {
+        let services = json(&mesh.svc1, "/services");
+        match services[0]["healthy"].as_bool() {
+            Some(false) => Ok(killed.elapsed()),
+            _ => Err(format!("svc1 still calls its greeter healthy: {services}")),
+        }
     });
-    println!("svc1's greeter killed: first answer from dc2 after {failover:?}");
+    println!("svc1 took its greeter out {taken_out:?} after the kill");
+    assert!(
+        taken_out < Duration::from_millis(800),
+        "passive detection took {taken_out:?}; the 1 s checks alone take 1-2 s"
+    );
     for _ in 0..5 {
         assert_served_by(&mesh.call("greeter"), DC2_GREETER);
         assert_served_by(&mesh.call("greeter.dc2"), DC2_GREETER);

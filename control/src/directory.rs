@@ -96,6 +96,10 @@ impl Directory for NodeDirectory {
         self.datacenter.clone()
     }
 
+    fn unreachable(&self, service: &str, address: SocketAddr) {
+        self.local.suspect(service, address);
+    }
+
     fn settle(&self, name: &ServiceName) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let service = name.service.to_ascii_lowercase();
         if !self.here(name) || !self.registry.converging(&service) {

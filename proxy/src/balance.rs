@@ -21,7 +21,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::Body;
 use crate::call::{Call, CallError};
-use crate::directory::{candidates, Directory, Endpoint, EndpointId};
+use crate::directory::{candidates, Directory, Endpoint, EndpointId, Target};
 use crate::error::ProxyError;
 
 /// The estimate an endpoint starts with, before any sample (linkerd2-proxy's default).
@@ -212,7 +212,7 @@ where
         let balancer = self.balancer.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
-            let picked = candidates(directory.as_ref(), &call.name)
+            let picked = candidates(directory.as_ref(), &call.name, &call.tried())
                 .await
                 .and_then(|eligible| {
                     balancer
@@ -231,10 +231,22 @@ where
                     })
                 }
             };
+            call.trying(endpoint.id);
             let in_flight = balancer.start(endpoint.id);
+            let name = call.name.clone();
+            let address = match endpoint.target {
+                Target::Address(address) => Some(address),
+                Target::Node { .. } => None,
+            };
             let result = inner.oneshot((endpoint, call)).await;
-            if result.is_ok() {
-                in_flight.done();
+            match (&result, address) {
+                (Ok(_), _) => in_flight.done(),
+                // A plain address that could not be reached: maybe one of this node's own
+                // services, whose health check should look now.
+                (Err(e), Some(address)) if e.unsent => {
+                    directory.unreachable(&name.service, address)
+                }
+                _ => {}
             }
             result
         })

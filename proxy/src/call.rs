@@ -7,6 +7,7 @@ use http::{Method, Request};
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{self, Body};
+use crate::directory::EndpointId;
 use crate::error::ProxyError;
 use crate::target::ServiceName;
 
@@ -22,6 +23,8 @@ pub(crate) struct Call {
     template: Option<Arc<Template>>,
     upgrade: Arc<Mutex<Option<OnUpgrade>>>,
     upgrading: bool,
+    /// The endpoints earlier tries went to, which a retry avoids while it can.
+    tried: Arc<Mutex<Vec<EndpointId>>>,
 }
 
 /// What it takes to send a bodiless request again.
@@ -54,6 +57,7 @@ impl Call {
             request: Arc::new(Mutex::new(Some(request))),
             template,
             upgrade: Arc::new(Mutex::new(upgrade)),
+            tried: Arc::default(),
         }
     }
 
@@ -75,6 +79,16 @@ impl Call {
     /// Puts back a request that never left, for the next try.
     pub fn give_back(&self, request: Request<Body>) {
         *lock(&self.request) = Some(request);
+    }
+
+    /// The endpoints earlier tries of this call went to.
+    pub fn tried(&self) -> Vec<EndpointId> {
+        lock(&self.tried).clone()
+    }
+
+    /// Records the endpoint this try goes to.
+    pub fn trying(&self, endpoint: EndpointId) {
+        lock(&self.tried).push(endpoint);
     }
 
     pub fn take_upgrade(&self) -> Option<OnUpgrade> {
@@ -108,7 +122,8 @@ impl Call {
 #[derive(Debug)]
 pub(crate) struct CallError {
     pub error: ProxyError,
-    /// The request never reached the endpoint: any call may be tried again.
+    /// The request never reached the service: any call whose request can be sent again
+    /// may be tried again.
     pub unsent: bool,
 }
 

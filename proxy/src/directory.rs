@@ -86,12 +86,19 @@ pub trait Directory: Send + Sync + 'static {
     fn settle(&self, _name: &ServiceName) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         None
     }
+    /// A call could not connect to `service` at `address` (refused, or timed out): passive
+    /// evidence that it may be down, which an active health check can confirm at once rather
+    /// than at its next interval. The default ignores it.
+    fn unreachable(&self, _service: &str, _address: SocketAddr) {}
 }
 
-/// The endpoints a call to `name` may use, or the error that answers it.
+/// The endpoints a call to `name` may use, or the error that answers it. Endpoints the call
+/// already `tried` are left out while others are eligible, so a retry lands elsewhere: on
+/// another endpoint of the datacenter, else in the nearest other datacenter that has one.
 pub(crate) async fn candidates(
     directory: &dyn Directory,
     name: &ServiceName,
+    tried: &[EndpointId],
 ) -> Result<Vec<Endpoint>, ProxyError> {
     let mut resolution = directory.resolve(name);
     if matches!(resolution, Resolution::NoRoute) {
@@ -108,9 +115,17 @@ pub(crate) async fn candidates(
         }
         Resolution::Endpoints(endpoints) => endpoints,
     };
-    eligible(&endpoints, &directory.datacenter()).ok_or_else(|| ProxyError::NoHealthyEndpoint {
-        service: name.to_string(),
-    })
+    let local_dc = directory.datacenter();
+    let untried: Vec<Endpoint> = endpoints
+        .iter()
+        .filter(|e| !tried.contains(&e.id))
+        .cloned()
+        .collect();
+    eligible(&untried, &local_dc)
+        .or_else(|| eligible(&endpoints, &local_dc))
+        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
+            service: name.to_string(),
+        })
 }
 
 /// The endpoints a call may go to, by SPEC's rule: healthy ones in the local datacenter;
@@ -175,6 +190,44 @@ mod tests {
     fn another_datacenter_serves_when_no_local_endpoint_is_healthy() {
         let eps = [ep(1, "dc1", false), ep(2, "dc2", true)];
         assert_eq!(ports(eligible(&eps, "dc1")), Some(vec![2]));
+    }
+
+    /// A directory holding a fixed list of endpoints, seen from dc1.
+    struct Fixed(Vec<Endpoint>);
+
+    impl Directory for Fixed {
+        fn resolve(&self, _: &ServiceName) -> Resolution {
+            Resolution::Endpoints(self.0.clone())
+        }
+        fn local_service(&self, _: &str) -> Option<(SocketAddr, Protocol)> {
+            None
+        }
+        fn datacenter(&self) -> String {
+            "dc1".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_avoids_tried_endpoints_and_falls_over_to_the_nearest_datacenter() {
+        let name = ServiceName {
+            service: "greeter".into(),
+            datacenter: None,
+        };
+        let directory = Fixed(vec![ep(1, "dc1", true), ep(2, "dc1", true), ep(3, "dc2", true)]);
+        let pick = |tried: Vec<u16>| {
+            let tried: Vec<EndpointId> = tried.iter().map(|p| ep(*p, "", true).id).collect();
+            let directory = &directory;
+            let name = &name;
+            async move { ports(candidates(directory, name, &tried).await.ok()) }
+        };
+        assert_eq!(pick(vec![]).await, Some(vec![1, 2]));
+        assert_eq!(pick(vec![1]).await, Some(vec![2]));
+        assert_eq!(pick(vec![1, 2]).await, Some(vec![3]), "dc1 tried: on to dc2");
+        assert_eq!(
+            pick(vec![1, 2, 3]).await,
+            Some(vec![1, 2]),
+            "all tried: try again where the rule says"
+        );
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl Service<(Endpoint, Call)> for Forward {
 /// A try that got no response.
 pub(crate) struct Failure {
     pub reason: String,
-    /// The call never left this node, so any call may be retried.
+    /// The service never saw the call (it never left this node, or the far node could not
+    /// deliver it), so any call whose request can be sent again may be retried.
     pub unsent: bool,
     /// The request, when it can be sent again as it is.
     pub request: Option<Request<Body>>,
@@ -144,7 +145,7 @@ async fn forward(
                 .await
                 .map_err(|f| Failure {
                     reason: f.reason,
-                    unsent: f.unsent.is_some(),
+                    unsent: f.unsent.is_some() || f.undelivered,
                     request: f.unsent,
                 })
         }

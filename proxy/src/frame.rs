@@ -15,7 +15,8 @@
 //!
 //! Flag 1 (`END_STREAM`) says the message has no body frames at all. Flag 2 (`UPGRADE`) on a
 //! request says that after a `101` response (or `200` to a CONNECT) the stream carries raw
-//! bytes both ways. Trailers are what gRPC needs and what HTTP/1.1 between nodes could not
+//! bytes both ways. Flag 4 (`UNDELIVERED`) on a response says the serving node answered in its
+//! service's place, which never saw the request. Trailers are what gRPC needs and what HTTP/1.1 between nodes could not
 //! carry; frames keep HTTP/2's semantics without its connection-level state.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -31,6 +32,10 @@ pub const MAX_HEAD_FRAME: usize = 256 * 1024;
 
 pub const END_STREAM: u8 = 1;
 pub const UPGRADE: u8 = 2;
+/// On a response head: the serving node answered for its service, which never saw the
+/// request (it could not connect, or the service is no longer there). The caller may send
+/// the request elsewhere.
+pub const UNDELIVERED: u8 = 4;
 
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;

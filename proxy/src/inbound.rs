@@ -26,11 +26,10 @@ pub fn inbound_handler(directory: Arc<dyn Directory>, upstreams: Upstreams) -> S
 
 async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstreams: &Upstreams) {
     let IncomingStream { header, stream, .. } = incoming;
-    let local = directory.local_service(&header.service);
     match header.kind {
         StreamKind::Http => {
             let started = Instant::now();
-            let status = remote::serve(stream, &header.service, local, upstreams).await;
+            let status = remote::serve(stream, &header.service, directory, upstreams).await;
             metrics::request(
                 &header.service,
                 &directory.datacenter(),
@@ -40,7 +39,7 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
             );
         }
         StreamKind::Tcp => {
-            let Some((addr, _)) = local else {
+            let Some((addr, _)) = directory.local_service(&header.service) else {
                 debug!(service = %header.service, "tcp stream for a service not here");
                 stream.reset();
                 return;
@@ -49,6 +48,7 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
                 Ok(Ok(tcp)) => tcp,
                 _ => {
                     debug!(service = %header.service, %addr, "local service unreachable");
+                    directory.unreachable(&header.service, addr);
                     stream.reset();
                     return;
                 }

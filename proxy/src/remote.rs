@@ -1,7 +1,6 @@
 //! HTTP over a tunnel stream: the calling node's side ([`send`]) and the serving node's side
 //! ([`serve`]). See [`crate::frame`] for the framing.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,13 +14,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::debug;
 
-use ferry_tunnel::{Peer, Protocol, StreamHeader, StreamReader, StreamWriter, TunnelStream};
+use ferry_tunnel::{Peer, StreamHeader, StreamReader, StreamWriter, TunnelStream};
 
 use crate::body::{self, Body, BoxError};
 use crate::client::Upstreams;
+use crate::directory::Directory;
 use crate::error::{is_grpc_headers, ProxyError};
 use crate::frame::{
-    Frame, FrameError, FrameReader, RequestHead, ResponseHead, END_STREAM, MAX_DATA_FRAME, UPGRADE,
+    Frame, FrameError, FrameReader, RequestHead, ResponseHead, END_STREAM, MAX_DATA_FRAME,
+    UNDELIVERED, UPGRADE,
 };
 use crate::headers::strip_hop_by_hop;
 
@@ -30,6 +31,8 @@ pub(crate) struct LinkFailure {
     pub reason: String,
     /// The request, if it never left this node (the stream could not be opened).
     pub unsent: Option<Request<Body>>,
+    /// The request left, but the far node's service never saw it.
+    pub undelivered: bool,
 }
 
 /// Sends `request` to `peer` and returns the response as it starts to arrive; its body
@@ -47,12 +50,14 @@ pub(crate) async fn send(
             return Err(LinkFailure {
                 reason: e.to_string(),
                 unsent: Some(request),
+                undelivered: false,
             })
         }
     };
     let failed = |e: &dyn std::fmt::Display| LinkFailure {
         reason: e.to_string(),
         unsent: None,
+        undelivered: false,
     };
     let (reader, mut writer) = stream.into_split();
     let (parts, body) = request.into_parts();
@@ -107,6 +112,20 @@ pub(crate) async fn send(
         Ok(_) => return Err(failed(&"peer answered with a frame out of order")),
         Err(e) => return Err(failed(&e)),
     };
+    if head.flags & UNDELIVERED != 0 {
+        // The far node could not hand the call to its service: say so to the retry layer,
+        // which may send it elsewhere, rather than pass the far node's error on as an answer.
+        let error = head
+            .headers
+            .get("ferry-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("an error");
+        return Err(LinkFailure {
+            reason: format!("the serving node answered {error}: its service never saw the call"),
+            unsent: None,
+            undelivered: true,
+        });
+    }
     let mut response = Response::builder()
         .status(head.status)
         .version(http::Version::HTTP_11)
@@ -140,13 +159,15 @@ pub(crate) async fn send(
 }
 
 /// Serves one HTTP call that a peer sent over the tunnel, delivering it to the local
-/// service at `local` (or answering an error when there is none).
+/// `service` (or answering an error when it is not here). A service that refuses the
+/// connection is reported to `directory`, whose health check then looks at it at once.
 pub(crate) async fn serve(
     stream: TunnelStream,
     service: &str,
-    local: Option<(SocketAddr, Protocol)>,
+    directory: &dyn Directory,
     upstreams: &Upstreams,
 ) -> StatusCode {
+    let local = directory.local_service(service);
     let (reader, writer) = stream.into_split();
     let mut reader = FrameReader::new(reader);
     let head = match reader.require().await {
@@ -162,7 +183,7 @@ pub(crate) async fn serve(
         let error = ProxyError::NoRoute {
             service: service.to_owned(),
         };
-        return respond(error.to_response(grpc), writer).await;
+        return respond(error.to_response(grpc), writer, UNDELIVERED).await;
     };
     let upgrade = head.flags & UPGRADE != 0;
     let has_body = head.flags & (END_STREAM | UPGRADE) == 0;
@@ -172,7 +193,7 @@ pub(crate) async fn serve(
             let error = ProxyError::BadRequest {
                 reason: "bad path".into(),
             };
-            return respond(error.to_response(grpc), writer).await;
+            return respond(error.to_response(grpc), writer, 0).await;
         }
     };
     let mut request = Request::new(body::empty());
@@ -193,11 +214,17 @@ pub(crate) async fn serve(
     }
     match upstreams.send(addr, protocol, request).await {
         Err(e) => {
+            let flags = if e.connect {
+                directory.unreachable(service, addr);
+                UNDELIVERED
+            } else {
+                0
+            };
             let error = ProxyError::UpstreamFailed {
                 service: service.to_owned(),
                 reason: e.reason,
             };
-            respond(error.to_response(grpc), writer).await
+            respond(error.to_response(grpc), writer, flags).await
         }
         Ok(mut response) => {
             let status = response.status();
@@ -219,17 +246,17 @@ pub(crate) async fn serve(
                 }
                 return status;
             }
-            respond(response.map(body::boxed), writer).await
+            respond(response.map(body::boxed), writer, 0).await
         }
     }
 }
 
-/// Writes a whole response to the tunnel: head, then its body as it comes.
-async fn respond(mut response: Response<Body>, mut writer: StreamWriter) -> StatusCode {
+/// Writes a whole response to the tunnel: head (with `flags`), then its body as it comes.
+async fn respond(mut response: Response<Body>, mut writer: StreamWriter, flags: u8) -> StatusCode {
     let status = response.status();
     strip_hop_by_hop(response.headers_mut(), false);
     let end = response.body().is_end_stream();
-    let head = encode_head(&response, if end { END_STREAM } else { 0 });
+    let head = encode_head(&response, flags | if end { END_STREAM } else { 0 });
     if writer.write_all(&head).await.is_err() {
         return status;
     }

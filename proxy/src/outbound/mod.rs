@@ -107,15 +107,15 @@ impl Outbound {
     /// Opens an opaque byte stream to one of the service's endpoints, trying others when one
     /// cannot be reached.
     async fn open_tcp(&self, name: &ServiceName) -> Result<(Upstream, String), ProxyError> {
-        let candidates = candidates(self.directory.as_ref(), name).await?;
-        let mut last = String::new();
+        let mut last = None;
         let mut tried: Vec<EndpointId> = Vec::new();
-        for _ in 0..crate::retry::MAX_ATTEMPTS.min(candidates.len()) {
-            let pool: Vec<Endpoint> = candidates
-                .iter()
-                .filter(|e| !tried.contains(&e.id))
-                .cloned()
-                .collect();
+        for _ in 0..crate::retry::MAX_ATTEMPTS {
+            let pool = match candidates(self.directory.as_ref(), name, &tried).await {
+                Ok(pool) => pool,
+                // Routes can go while we try: the first try's answer is the one that counts.
+                Err(error) if last.is_none() => return Err(error),
+                Err(_) => break,
+            };
             let Some(endpoint) = self.balancer.pick(&pool) else {
                 break;
             };
@@ -126,14 +126,17 @@ impl Outbound {
                     return Ok((upstream, endpoint.datacenter.clone()));
                 }
                 Err(reason) => {
-                    last = reason;
+                    if let Target::Address(address) = endpoint.target {
+                        self.directory.unreachable(&name.service, address);
+                    }
+                    last = Some(reason);
                     tried.push(endpoint.id);
                 }
             }
         }
         Err(ProxyError::UpstreamFailed {
             service: name.to_string(),
-            reason: last,
+            reason: last.unwrap_or_else(|| "no endpoint to try".into()),
         })
     }
 }
