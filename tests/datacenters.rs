@@ -8,29 +8,24 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::lab::{Host, Lab};
-use support::{
-    assert_ferry_error, command_in, eventually, eventually_every, get_in, python_script,
-    wait_ready, wait_routable, without_proxy, Backend, Node, NodeBuilder, Response, Service,
-    TempDir,
+use support::mesh::{
+    assert_served_again_within_2_s, assert_served_by, assert_withdrawn_within_2_s, holds_session,
+    one_at_a_time, relayed_via, served_by, time_until, MeshPlan, POLL,
 };
-
-/// Between polls when a test times how soon something happens.
-const POLL: Duration = Duration::from_millis(20);
+use support::{
+    assert_ferry_error, command_in, eventually, eventually_every, python_script, wait_ready,
+    wait_routable, without_proxy, Backend, Node, Response, Service, TempDir,
+};
 
 /// What each greeter answers `/hello` with: `hello from NAME`.
 const DC1_GREETER: &str = "greeter-dc1";
 const DC2_GREETER: &str = "greeter-dc2";
-
-/// The tests here each run seven nodes on a small machine, and time what they see: one at a
-/// time, so that they do not slow each other down.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The two datacenters, every node ready and `greeter` routable from app in both.
 /// Fields drop in order: nodes and backends are killed before the lab's namespaces go.
@@ -60,7 +55,7 @@ impl Mesh {
     /// Builds the lab, starts the greeters and the seven nodes, and waits until app reaches
     /// `greeter` (dc1's) and `greeter.dc2`, and svc2 reaches its own greeter.
     fn start() -> Mesh {
-        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = one_at_a_time();
         let mut lab = Lab::new();
         for network in ["lan1", "lan2", "wan"] {
             lab.network(network);
@@ -79,63 +74,23 @@ impl Mesh {
         let greeter1 = Backend::http_in(hosts.svc1.netns(), DC1_GREETER);
         let greeter2 = Backend::http_in(hosts.svc2.netns(), DC2_GREETER);
 
-        let app = sidecar(&hosts.app, "dc1");
-        let svc1 = sidecar(&hosts.svc1, "dc1")
-            .service(Service::http("greeter", greeter1.address).health("/healthz"));
-        let svc2 = sidecar(&hosts.svc2, "dc2")
-            .service(Service::http("greeter", greeter2.address).health("/healthz"));
-        // Gateways listen on all their addresses (LAN and WAN) and advertise none: their
-        // datacenter's nodes learn the address they were seen at.
-        let builders: Vec<NodeBuilder> = hosts
-            .gateways
-            .iter()
-            .map(|host| {
-                Node::builder(&host.label)
-                    .netns(&host.name)
-                    .tunnel_ip([0, 0, 0, 0].into())
-                    .datacenter(&host.label[..3])
-                    .gateway()
-            })
-            .collect();
-        let keys: Vec<String> = builders.iter().map(|b| b.public_key().to_owned()).collect();
-        // Gateway j as dialed from gateway or sidecar i: on their LAN in the same datacenter,
-        // else on the WAN.
-        let address = |j: usize, i: usize| {
-            let network = match (i / 2 == j / 2, j < 2) {
-                (false, _) => "wan",
-                (true, true) => "lan1",
-                (true, false) => "lan2",
+        let mut plan = MeshPlan::new();
+        for (i, host) in hosts.gateways.iter().enumerate() {
+            let (dc, lan) = if i < 2 {
+                ("dc1", "lan1")
+            } else {
+                ("dc2", "lan2")
             };
-            SocketAddr::new(hosts.gateways[j].ip(network), builders[j].tunnel().port())
-        };
-        // Sidecars dial both gateways of their datacenter (dc1: 0 and 1, dc2: 2 and 3).
-        let (mut app, mut svc1, mut svc2) = (app, svc1, svc2);
-        for j in 0..2 {
-            app = app.peer(address(j, 0), &keys[j]);
-            svc1 = svc1.peer(address(j, 0), &keys[j]);
-            svc2 = svc2.peer(address(j + 2, 2), &keys[j + 2]);
+            plan.gateway(host, dc, lan);
         }
-        // Each gateway dials the other three, and trusts the sidecars that dial it.
-        let addresses: Vec<Vec<SocketAddr>> = (0..4)
-            .map(|i| (0..4).map(|j| address(j, i)).collect())
-            .collect();
-        let dialers = [
-            vec![app.public_key().to_owned(), svc1.public_key().to_owned()],
-            vec![svc2.public_key().to_owned()],
-        ];
-        let gateways: Vec<Node> = builders
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut gateway)| {
-                for j in (0..4).filter(|&j| j != i) {
-                    gateway = gateway.peer(addresses[i][j], &keys[j]);
-                }
-                for key in &dialers[i / 2] {
-                    gateway = gateway.trust(key);
-                }
-                gateway.start()
-            })
-            .collect();
+        let app = plan.sidecar(&hosts.app, "dc1");
+        let svc1 = plan
+            .sidecar(&hosts.svc1, "dc1")
+            .service(Service::http("greeter", greeter1.address).health("/healthz"));
+        let svc2 = plan
+            .sidecar(&hosts.svc2, "dc2")
+            .service(Service::http("greeter", greeter2.address).health("/healthz"));
+        let gateways = plan.start_gateways();
         let (app, svc1, svc2) = (app.start(), svc1.start(), svc2.start());
         for node in gateways.iter().chain([&app, &svc1, &svc2]) {
             wait_ready(node);
@@ -161,13 +116,9 @@ impl Mesh {
 
     /// `GET /hello` with `Host: HOST` through app's outbound, from app's namespace.
     fn call(&self, host: &str) -> Response {
-        self.try_call(host)
+        self.app
+            .outbound_get(host, "/hello")
             .unwrap_or_else(|e| panic!("Host: {host} from app: {e}"))
-    }
-
-    fn try_call(&self, host: &str) -> Result<Response, String> {
-        self.app.assert_alive();
-        get_in(self.hosts.app.netns(), self.app.outbound, host, "/hello")
     }
 
     /// The gateway node named `name`.
@@ -182,97 +133,9 @@ impl Mesh {
 
     /// The dc1 gateway app's relayed session to svc2 goes through, from app's `/peers`.
     fn gateway_toward_svc2(&self) -> String {
-        let peers = json(&self.app, "/peers");
-        let path = peer_named(&peers, &self.svc2.name)
-            .and_then(|p| p["path"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| panic!("app's /peers lists no session to svc2: {peers}"));
-        path.strip_prefix("via ")
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("app's session to svc2 is {path:?}, not `via GATEWAY`"))
+        relayed_via(&self.app, &self.svc2.name)
     }
 }
-
-/// A sidecar on `host`'s LAN, in datacenter `dc`, its tunnel on its LAN address.
-fn sidecar(host: &Host, dc: &str) -> NodeBuilder {
-    let lan = if dc == "dc1" { "lan1" } else { "lan2" };
-    Node::builder(&format!("{dc}-{}", host.label))
-        .netns(&host.name)
-        .tunnel_ip(host.ip(lan))
-        .datacenter(dc)
-}
-
-fn json(node: &Node, path: &str) -> serde_json::Value {
-    let response = node.admin_get(path);
-    serde_json::from_str(&response.body).unwrap_or_else(|e| {
-        panic!(
-            "{path} of node {} is not JSON ({e}): {response:?}",
-            node.name
-        )
-    })
-}
-
-/// The entry of a `/peers` list for the node named `name`.
-fn peer_named<'a>(peers: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    peers.as_array()?.iter().find(|p| p["name"] == name)
-}
-
-/// Asserts a 200 whose body says `hello from GREETER`.
-fn assert_served_by(response: &Response, greeter: &str) {
-    assert!(
-        response.status == 200 && response.body.contains(&format!("hello from {greeter}")),
-        "expected 200 from {greeter}: {response:?}"
-    );
-}
-
-/// Whether `response` is a 200 from `greeter`.
-fn served_by(response: &Response, greeter: &str) -> bool {
-    response.status == 200 && response.body.contains(&format!("hello from {greeter}"))
-}
-
-/// Polls (every [`POLL`], at most 10 s) until a call from app with `Host: host` is answered
-/// as `wanted` says; returns how long after `since` that was. Prints what the calls before
-/// got (status and `ferry-error`, or curl's failure), one line per change.
-fn time_until(
-    mesh: &Mesh,
-    host: &str,
-    since: Instant,
-    what: &str,
-    wanted: impl Fn(&Response) -> bool,
-) -> (Duration, Response) {
-    let mut last_seen = String::new();
-    let response = eventually_every(POLL, Duration::from_secs(10), || {
-        let called = mesh.try_call(host);
-        let seen = match &called {
-            Ok(r) => format!(
-                "{} {:?} {}",
-                r.status,
-                r.header("ferry-error"),
-                r.body.lines().next().unwrap_or("")
-            ),
-            Err(e) => e.clone(),
-        };
-        if seen != last_seen {
-            println!(
-                "  {:>7.3} s  Host: {host} -> {seen}",
-                since.elapsed().as_secs_f64()
-            );
-            last_seen = seen;
-        }
-        let response = called?;
-        match wanted(&response) {
-            true => Ok(response),
-            false => Err(format!(
-                "Host: {host} not yet {what} after {:?}: {response:?}",
-                since.elapsed()
-            )),
-        }
-    });
-    (since.elapsed(), response)
-}
-
-/// The issue's bound for withdrawing and restoring a datacenter's routes, plus a few polls:
-/// each poll is a curl through `ip netns exec` (~20–50 ms here) and the pause between them.
-const TWO_SECONDS_AND_POLLS: Duration = Duration::from_millis(2000 + 4 * 20 + 150);
 
 #[test]
 fn local_first_then_failover_to_dc2_and_back() {
@@ -295,7 +158,7 @@ fn local_first_then_failover_to_dc2_and_back() {
     // The refused call also woke svc1's health check, which takes the greeter out at once
     // rather than after two failed checks a second apart.
     let taken_out = eventually_every(POLL, Duration::from_secs(5), || {
-        let services = json(&mesh.svc1, "/services");
+        let services = mesh.svc1.admin_json("/services");
         match services[0]["healthy"].as_bool() {
             Some(false) => Ok(killed.elapsed()),
             _ => Err(format!("svc1 still calls its greeter healthy: {services}")),
@@ -313,8 +176,8 @@ fn local_first_then_failover_to_dc2_and_back() {
 
     mesh.greeter1 = Backend::http_at_in(mesh.hosts.svc1.netns(), DC1_GREETER, address);
     let restarted = Instant::now();
-    let (failback, _) = time_until(&mesh, "greeter", restarted, "served by dc1", |r| {
-        served_by(r, DC1_GREETER)
+    let (failback, _) = time_until(&mesh.app, "greeter", restarted, "served by dc1", |r| {
+        served_by(r) == Some(DC1_GREETER)
     });
     println!("svc1's greeter restarted: first answer from dc1 again after {failback:?}");
     for _ in 0..5 {
@@ -471,13 +334,7 @@ fn a_partitioned_datacenter_is_withdrawn_within_2_s_and_returns_within_2_s_of_he
         mesh.lab.cut(host, "wan");
     }
     let cut = Instant::now();
-    let (withdrawn, response) = time_until(&mesh, "greeter.dc2", cut, "a 503", |r| r.status == 503);
-    println!("dc2 cut off the WAN: greeter.dc2 answered 503 after {withdrawn:?}");
-    assert_ferry_error(&response, 503, "no-route", "greeter");
-    assert!(
-        withdrawn <= TWO_SECONDS_AND_POLLS,
-        "dc2's routes were withdrawn only {withdrawn:?} after the cut (issue 4: within 2 s)"
-    );
+    assert_withdrawn_within_2_s(&mesh.app, "greeter.dc2", cut, "dc2 cut off the WAN");
     // The answer is fast, not a wait on the lost datacenter.
     let asked = Instant::now();
     let again = mesh.call("greeter.dc2");
@@ -487,13 +344,10 @@ fn a_partitioned_datacenter_is_withdrawn_within_2_s_and_returns_within_2_s_of_he
     // Each side keeps serving what it can serve locally.
     for _ in 0..5 {
         assert_served_by(&mesh.call("greeter"), DC1_GREETER);
-        let local = get_in(
-            mesh.hosts.svc2.netns(),
-            mesh.svc2.outbound,
-            "greeter",
-            "/hello",
-        )
-        .unwrap_or_else(|e| panic!("greeter from svc2 during the partition: {e}"));
+        let local = mesh
+            .svc2
+            .outbound_get("greeter", "/hello")
+            .unwrap_or_else(|e| panic!("greeter from svc2 during the partition: {e}"));
         assert_served_by(&local, DC2_GREETER);
     }
 
@@ -501,14 +355,7 @@ fn a_partitioned_datacenter_is_withdrawn_within_2_s_and_returns_within_2_s_of_he
         mesh.lab.heal(host, "wan");
     }
     let healed = Instant::now();
-    let (back, _) = time_until(&mesh, "greeter.dc2", healed, "served by dc2", |r| {
-        served_by(r, DC2_GREETER)
-    });
-    println!("WAN healed: greeter.dc2 answered from dc2 after {back:?}");
-    assert!(
-        back <= TWO_SECONDS_AND_POLLS,
-        "dc2's routes came back only {back:?} after healing (issue 4: within 2 s)"
-    );
+    assert_served_again_within_2_s(&mesh.app, "greeter.dc2", DC2_GREETER, healed, "WAN healed");
 }
 
 #[test]
@@ -516,20 +363,15 @@ fn a_gateway_relays_without_terminating_the_inner_session() {
     let mesh = Mesh::start();
     // Mesh::start made calls to greeter.dc2, so app holds a session to svc2.
     let via = mesh.gateway_toward_svc2();
-    let peers = json(&mesh.app, "/peers");
+    let peers = mesh.app.admin_json("/peers");
     println!("app reaches svc2 via {via}: {peers}");
     assert!(
         via.starts_with("dc1-gw-"),
         "app's session to svc2 goes through a dc1 gateway, not {via:?}: {peers}"
     );
-    let svc2_key = &mesh.svc2.public_key;
     for name in ["dc1-gw-a", "dc1-gw-b"] {
         let (gateway, _) = mesh.gateway(name);
-        let peers = json(gateway, "/peers");
-        let holds_svc2 = peers.as_array().is_some_and(|list| {
-            list.iter()
-                .any(|p| p["name"] == mesh.svc2.name || p["key"] == svc2_key.as_str())
-        });
+        let (holds_svc2, peers) = holds_session(gateway, &mesh.svc2);
         assert!(
             !holds_svc2,
             "{name} holds a session with svc2 (it should only forward datagrams): {peers}"

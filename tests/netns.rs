@@ -54,16 +54,6 @@ fn metric(node: &Node, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn json(node: &Node, path: &str) -> serde_json::Value {
-    let response = node.admin_get(path);
-    serde_json::from_str(&response.body).unwrap_or_else(|e| {
-        panic!(
-            "{path} of node {} is not JSON ({e}): {response:?}",
-            node.name
-        )
-    })
-}
-
 /// How many UDP datagrams the kernel of `host` has delivered to its sockets so far
 /// (`InDatagrams` in `/proc/net/snmp`, which is per network namespace).
 fn udp_datagrams_delivered(host: &Netns) -> u64 {
@@ -88,7 +78,7 @@ fn udp_datagrams_delivered(host: &Netns) -> u64 {
 
 /// Whether `node`'s `/peers` lists a peer in state `up`.
 fn has_peer_up(node: &Node) -> bool {
-    json(node, "/peers")
+    node.admin_json("/peers")
         .as_array()
         .is_some_and(|peers| peers.iter().any(|p| p["state"] == "up"))
 }
@@ -243,7 +233,7 @@ fn a_node_in_a_that_b_does_not_trust_is_refused_and_learns_no_route() {
     });
     wait_ready(&stranger);
     assert_eq!(
-        json(&stranger, "/routes"),
+        stranger.admin_json("/routes"),
         serde_json::json!([]),
         "the stranger learned no route from B"
     );
@@ -344,7 +334,11 @@ fn b_killed_with_sigkill_is_answered_503_within_3_s_and_is_back_soon_after_a_res
 fn a_peer_killed_with_sigkill_leaves_as_peers_within_1_5_s() {
     let hosts = NetnsPair::new();
     let (_web, a, b) = greeter_pair(&hosts);
-    assert!(has_peer_up(&a), "A lists B as up: {}", json(&a, "/peers"));
+    assert!(
+        has_peer_up(&a),
+        "A lists B as up: {}",
+        a.admin_json("/peers")
+    );
 
     b.kill();
     let killed = Instant::now();
@@ -352,7 +346,7 @@ fn a_peer_killed_with_sigkill_leaves_as_peers_within_1_5_s() {
         a.assert_alive();
         match has_peer_up(&a) {
             false => Ok(()),
-            true => Err(format!("B still up on A: {}", json(&a, "/peers"))),
+            true => Err(format!("B still up on A: {}", a.admin_json("/peers"))),
         }
     });
     let noticed = killed.elapsed();

@@ -58,6 +58,7 @@ impl Bulk {
             services: vec![("iperf".into(), local(IPERF_PORT), "tcp")],
             http_outbound: None,
             tcp_outbounds: vec![],
+            mesh: None,
         };
         let node1 = NodeSpec {
             name: "ns1".into(),
@@ -69,6 +70,7 @@ impl Bulk {
             services: vec![],
             http_outbound: None,
             tcp_outbounds: vec![(local(OUTBOUND_PORT), "iperf".into())],
+            mesh: None,
         };
         processes.push(ferry::start(ferry_bin, &node2, dir, Some(NS2))?);
         let mut n1 = ferry::start(ferry_bin, &node1, dir, Some(NS1))?;

@@ -3,14 +3,18 @@
 use crate::error::{Error, Result};
 
 pub const USAGE: &str = "\
-usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N]
+usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N] [--only PART]
 
 Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on this machine,
-alternating targets round by round, and writes benches/RESULTS.md and benches/results.png.
+alternating targets round by round, and writes benches/RESULTS.md and benches/results.png;
+then times failover, convergence and joining in a three-datacenter mesh and writes
+benches/DATACENTERS.md.
 
-  --quick     1 s per measurement and 2 rounds unless --runs says otherwise (for development)
-  --runs N    rounds of every scenario; the report gives the median (default 5)
-  --out DIR   where RESULTS.md and results.png go (default: the benches/ directory)
+  --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
+                3 trials of the datacenters scenario instead of 10
+  --runs N      rounds of every scenario; the report gives the median (default 5)
+  --only PART   `peers` or `datacenters`: run that part only
+  --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
 Root is needed for the network namespaces and to install missing peers with apt-get.";
@@ -20,6 +24,23 @@ pub struct Options {
     pub quick: bool,
     pub runs: usize,
     pub out: Option<std::path::PathBuf>,
+    pub only: Option<Part>,
+}
+
+/// A part of the run that `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Ferry beside its peers: loopback scenarios and bulk TCP.
+    Peers,
+    /// The three-datacenter mesh.
+    Datacenters,
+}
+
+impl Options {
+    /// Whether `part` is to run.
+    pub fn runs_part(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
 }
 
 impl Options {
@@ -28,6 +49,7 @@ impl Options {
         let mut quick = false;
         let mut runs = None;
         let mut out = None;
+        let mut only = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -50,6 +72,17 @@ impl Options {
                         .ok_or_else(|| Error::Usage("--out needs a directory".into()))?;
                     out = Some(value.into());
                 }
+                "--only" => {
+                    only = Some(match args.next().as_deref() {
+                        Some("peers") => Part::Peers,
+                        Some("datacenters") => Part::Datacenters,
+                        other => {
+                            return Err(Error::Usage(format!(
+                                "--only takes `peers` or `datacenters`, not {other:?}"
+                            )))
+                        }
+                    });
+                }
                 "-h" | "--help" => return Ok(None),
                 other => {
                     return Err(Error::Usage(format!(
@@ -59,7 +92,12 @@ impl Options {
             }
         }
         let runs = runs.unwrap_or(if quick { 2 } else { 5 });
-        Ok(Some(Options { quick, runs, out }))
+        Ok(Some(Options {
+            quick,
+            runs,
+            out,
+            only,
+        }))
     }
 }
 
@@ -94,5 +132,13 @@ mod tests {
         assert!(parse(&["--runs", "0"]).is_err());
         assert!(parse(&["--runs"]).is_err());
         assert!(parse(&["--fast"]).is_err());
+        assert!(parse(&["--only", "everything"]).is_err());
+    }
+
+    #[test]
+    fn only_picks_one_part() {
+        let o = parse(&["--only", "datacenters"]).ok().flatten();
+        let parts = o.map(|o| (o.runs_part(Part::Peers), o.runs_part(Part::Datacenters)));
+        assert_eq!(parts, Some((false, true)));
     }
 }

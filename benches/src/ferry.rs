@@ -118,6 +118,14 @@ pub struct NodeSpec {
     pub http_outbound: Option<SocketAddr>,
     /// TCP outbounds: listen address and service.
     pub tcp_outbounds: Vec<(SocketAddr, String)>,
+    /// A node of the datacenters scenario; `None` for the pairs compared with peers.
+    pub mesh: Option<MeshPlace>,
+}
+
+/// A node's place among datacenters.
+pub struct MeshPlace {
+    pub datacenter: String,
+    pub gateway: bool,
 }
 
 impl NodeSpec {
@@ -125,9 +133,13 @@ impl NodeSpec {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "[node]\nname = \"{}\"\nkey_file = {:?}\n",
+            "[node]\nname = \"{}\"\nkey_file = {:?}",
             self.name, self.key_file
         );
+        if let Some(place) = &self.mesh {
+            let _ = writeln!(t, "datacenter = \"{}\"", place.datacenter);
+        }
+        t.push('\n');
         let peers: Vec<String> = self
             .peers
             .iter()
@@ -136,17 +148,23 @@ impl NodeSpec {
         let trust: Vec<String> = self.trust.iter().map(|k| format!("\"{k}\"")).collect();
         let _ = writeln!(
             t,
-            "[tunnel]\nlisten = \"{}\"\npeers = [{}]\ntrust = [{}]\n",
+            "[tunnel]\nlisten = \"{}\"\npeers = [{}]\ntrust = [{}]\ngateway = {}\n",
             self.tunnel,
             peers.join(", "),
-            trust.join(", ")
+            trust.join(", "),
+            self.mesh.as_ref().is_some_and(|m| m.gateway),
         );
+        // A long interval keeps health probes out of the peer comparisons (an iperf3 server
+        // in particular takes every connection for a test that never comes). The datacenters
+        // scenario measures failover with Ferry's default interval (1 s).
+        let health = match self.mesh {
+            Some(_) => "",
+            None => "health = { interval = \"30s\" }\n",
+        };
         for (name, addr, protocol) in &self.services {
-            // A long interval keeps health probes out of the measurements (an iperf3 server
-            // in particular takes every connection for a test that never comes).
             let _ = writeln!(
                 t,
-                "[[service]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{protocol}\"\nhealth = {{ interval = \"30s\" }}\n"
+                "[[service]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{protocol}\"\n{health}"
             );
         }
         if let Some(addr) = self.http_outbound {
@@ -245,6 +263,7 @@ mod tests {
                 "127.0.0.1:4".parse().unwrap_or_else(|_| unreachable!()),
                 "echo".into(),
             )],
+            mesh: None,
         };
         let toml = spec.to_toml();
         for needle in [

@@ -68,6 +68,7 @@ impl Lab {
             ],
             http_outbound: None,
             tcp_outbounds: vec![],
+            mesh: None,
         };
         let a = NodeSpec {
             name: "a".into(),
@@ -79,6 +80,7 @@ impl Lab {
             services: vec![],
             http_outbound: Some(Lab::ferry().http),
             tcp_outbounds: vec![(Lab::ferry().tcp, TCP_SERVICE.into())],
+            mesh: None,
         };
         let ferry_b = ferry::start(ferry_bin, &b, dir, None)?;
         let mut ferry_a = ferry::start(ferry_bin, &a, dir, None)?;

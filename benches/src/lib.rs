@@ -13,6 +13,7 @@ mod backend;
 mod bulk;
 mod chart;
 mod cli;
+mod datacenters;
 mod error;
 mod external;
 mod ferry;

@@ -345,7 +345,7 @@ const METHOD: &str = "## How it measures
   issue); packet protection costs about the same either way.
 ";
 
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     utc(std::time::SystemTime::now())
 }
 

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bulk::{self, Bulk};
-use crate::cli::{Options, USAGE};
+use crate::cli::{Options, Part, USAGE};
 use crate::error::{Error, Result};
 use crate::lab::{self, Lab};
 use crate::load::{self, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{chart, external, ferry, memory, report};
+use crate::{chart, datacenters, external, ferry, memory, report};
 
 /// Metric names, shared with the report.
 pub mod metric {
@@ -135,10 +135,44 @@ async fn run(options: Options) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     std::fs::create_dir_all(&out_dir)
         .map_err(Error::io(format!("creating {}", out_dir.display())))?;
-    let peers = peers::ensure().await?;
     let ferry_bin = ferry::binary().await?;
     let work = WorkDir::create()?;
     let dir = work.0.as_path();
+    if options.runs_part(Part::Peers) {
+        beside_peers(&options, timing, &ferry_bin, dir, &out_dir).await?;
+    }
+    if options.runs_part(Part::Datacenters) {
+        let trials = if options.quick { 3 } else { 10 };
+        println!("starting three datacenters on loopback");
+        let figures = datacenters::measure(&ferry_bin, dir, trials).await?;
+        let report = out_dir.join("DATACENTERS.md");
+        let mut md = datacenters::section(&figures, trials);
+        for note in &figures.notes {
+            md.push_str(&format!("- {note}\n"));
+        }
+        md.push_str(&format!(
+            "\nReproduce: `cargo run --release -p ferry-benches --bin harness -- --only datacenters{}` (written {} UTC).\n",
+            if options.quick { " --quick" } else { "" },
+            report::utc_now()
+        ));
+        std::fs::write(&report, &md).map_err(Error::io(format!("writing {}", report.display())))?;
+        println!("{md}");
+        println!("wrote {}", report.display());
+    }
+    Ok(())
+}
+
+/// Ferry beside its peers: the loopback scenarios, then bulk TCP between namespaces; writes
+/// RESULTS.md and results.png.
+async fn beside_peers(
+    options: &Options,
+    timing: Timing,
+    ferry_bin: &Path,
+    dir: &Path,
+    out_dir: &Path,
+) -> Result<()> {
+    let peers = peers::ensure().await?;
+    let ferry_bin = ferry_bin.to_owned();
     let grpc_request = dir.join("grpc-request.bin");
     external::write_grpc_request(&grpc_request)?;
 

@@ -213,7 +213,11 @@ mod tests {
             service: "greeter".into(),
             datacenter: None,
         };
-        let directory = Fixed(vec![ep(1, "dc1", true), ep(2, "dc1", true), ep(3, "dc2", true)]);
+        let directory = Fixed(vec![
+            ep(1, "dc1", true),
+            ep(2, "dc1", true),
+            ep(3, "dc2", true),
+        ]);
         let pick = |tried: Vec<u16>| {
             let tried: Vec<EndpointId> = tried.iter().map(|p| ep(*p, "", true).id).collect();
             let directory = &directory;
@@ -222,7 +226,11 @@ mod tests {
         };
         assert_eq!(pick(vec![]).await, Some(vec![1, 2]));
         assert_eq!(pick(vec![1]).await, Some(vec![2]));
-        assert_eq!(pick(vec![1, 2]).await, Some(vec![3]), "dc1 tried: on to dc2");
+        assert_eq!(
+            pick(vec![1, 2]).await,
+            Some(vec![3]),
+            "dc1 tried: on to dc2"
+        );
         assert_eq!(
             pick(vec![1, 2, 3]).await,
             Some(vec![1, 2]),

@@ -58,6 +58,11 @@ impl Host {
             .map(|(_, ip)| *ip)
             .unwrap_or_else(|| panic!("host {} is not on network {network}", self.label))
     }
+
+    /// The names of the networks the host joined, in the order it joined them.
+    pub fn networks(&self) -> impl Iterator<Item = &str> {
+        self.addresses.iter().map(|(name, _)| name.as_str())
+    }
 }
 
 /// The namespaces of one test's network; all deleted on drop, also when the test panics:
@@ -79,7 +84,7 @@ pub struct Lab {
 impl Lab {
     /// An empty lab: just the switch. Panics naming what is missing when this process cannot.
     pub fn new() -> Lab {
-        require_root_and_ip("datacenters");
+        require_root_and_ip();
         remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod clients;
 pub mod http;
 pub mod lab;
+pub mod mesh;
 pub mod netns;
 pub mod node;
 pub mod registry;

@@ -44,7 +44,7 @@ pub struct NetnsPair {
 impl NetnsPair {
     /// Creates the pair; panics naming what is missing when this process cannot.
     pub fn new() -> NetnsPair {
-        require_root_and_ip("netns");
+        require_root_and_ip();
         remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -101,9 +101,10 @@ impl Drop for NetnsPair {
     }
 }
 
-/// Fails the test unless this process is root and `ip` is installed; `test` names the test
-/// binary in the message, so that it says how to run it.
-pub(super) fn require_root_and_ip(test: &str) {
+/// Fails the test unless this process is root and `ip` is installed; the message names this
+/// test binary, so that it says how to run it.
+pub(super) fn require_root_and_ip() {
+    let test = test_binary();
     let euid = fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -128,6 +129,18 @@ pub(super) fn require_root_and_ip(test: &str) {
         "the {test} tests need `ip` from iproute2 (Debian package iproute2; scripts/test \
          installs it)"
     );
+}
+
+/// The name of the running test binary (`datacenters` for `target/debug/deps/datacenters-HASH`).
+fn test_binary() -> String {
+    env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.file_stem()?.to_str()?.to_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((name, _hash)) => name.to_owned(),
+            None => stem,
+        })
+        .unwrap_or_else(|| "ferry-tests".to_owned())
 }
 
 /// Deletes namespaces named `prefix<pid>-…` left behind by test processes that no longer run

@@ -332,6 +332,25 @@ impl Node {
             .unwrap_or_else(|e| panic!("{url} on node {}: {e}", self.name))
     }
 
+    /// [`Node::admin_get`] of a JSON endpoint (`/peers`, `/routes`...), parsed.
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        let response = self.admin_get(path);
+        serde_json::from_str(&response.body).unwrap_or_else(|e| {
+            panic!(
+                "{path} of node {} is not JSON ({e}): {response:?}",
+                self.name
+            )
+        })
+    }
+
+    /// `GET PATH` with `Host: HOST` through the node's HTTP outbound, from the node's
+    /// namespace: what a workload beside the node gets. `Err` when curl gets no response;
+    /// panics first if the node has exited.
+    pub fn outbound_get(&self, host: &str, path: &str) -> Result<Response, String> {
+        self.assert_alive();
+        get_in(self.netns.as_deref(), self.outbound, host, path)
+    }
+
     pub fn config_path(&self) -> &PathBuf {
         &self.config
     }
