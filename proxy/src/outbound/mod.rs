@@ -119,6 +119,11 @@ impl Outbound {
             let Some(endpoint) = self.balancer.pick(&pool) else {
                 break;
             };
+            // Every eligible endpoint failed once: a second round would only double the wait
+            // on one that times out.
+            if tried.contains(&endpoint.id) {
+                break;
+            }
             let in_flight = self.balancer.start(endpoint.id);
             match open_stream(endpoint, name).await {
                 Ok(upstream) => {
