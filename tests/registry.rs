@@ -15,28 +15,9 @@ use support::{
     eventually, eventually_every, get, get_in, wait_ready, wait_routable, Backend, Node, Service,
 };
 
-/// Which backend answered `GET /hello` for `host` through `node`.
-fn answered_by(node: &Node, host: &str) -> Result<String, String> {
-    let r = get_in(node.netns.as_deref(), node.outbound, host, "/hello")?;
-    if r.status != 200 {
-        return Err(format!(
-            "{} {:?} {}",
-            r.status,
-            r.header("ferry-error"),
-            r.body
-        ));
-    }
-    r.body
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("hello from "))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("unexpected body: {}", r.body))
-}
-
 /// Waits until calls for `host` through `node` are answered by `backend`.
 fn wait_answered_by(node: &Node, host: &str, backend: &str, within: Duration) {
-    eventually(within, || match answered_by(node, host)? {
+    eventually(within, || match node.answered_by(host)? {
         name if name == backend => Ok(()),
         other => Err(format!("answered by {other}, want {backend}")),
     });
@@ -105,8 +86,8 @@ fn static_file_routes_follows_edits_and_keeps_the_last_good_set_on_a_bad_one() {
         .raw("[registry]\nkind = \"static\"\nfile = \"services.toml\"\n")
         .start();
     wait_ready(&node);
-    assert_eq!(answered_by(&node, "greeter").unwrap(), "static-one");
-    assert_eq!(answered_by(&node, "greeter.dc1").unwrap(), "static-one");
+    assert_eq!(node.answered_by("greeter").unwrap(), "static-one");
+    assert_eq!(node.answered_by("greeter.dc1").unwrap(), "static-one");
 
     fs::write(&file, static_file(&[("greeter", two.address)])).unwrap();
     wait_answered_by(&node, "greeter", "static-two", Duration::from_secs(10));
@@ -122,7 +103,7 @@ fn static_file_routes_follows_edits_and_keeps_the_last_good_set_on_a_bad_one() {
         other => Err(format!("{other:?}")),
     });
     assert!(body.contains("not-an-address"), "{body}");
-    assert_eq!(answered_by(&node, "greeter").unwrap(), "static-two");
+    assert_eq!(node.answered_by("greeter").unwrap(), "static-two");
     assert_eq!(
         metric(&node, "ferry_registry_up{kind=\"static\"}"),
         Some(0.0)
@@ -185,10 +166,10 @@ fn dns_srv_and_a_records_route_and_changed_records_are_followed() {
 
     // SRV: the lowest priority only, on the port the record names.
     for _ in 0..5 {
-        assert_eq!(answered_by(&node, "greeter").unwrap(), "dns-first");
+        assert_eq!(node.answered_by("greeter").unwrap(), "dns-first");
     }
     // A: the configured port.
-    assert_eq!(answered_by(&node, "plain").unwrap(), "plain-one");
+    assert_eq!(node.answered_by("plain").unwrap(), "plain-one");
     let missing = get(node.outbound, "nowhere", "/hello").unwrap();
     assert_eq!(missing.status, 503, "{missing:?}");
     assert_eq!(missing.header("ferry-error"), Some("no-route"));
@@ -206,8 +187,8 @@ fn dns_srv_and_a_records_route_and_changed_records_are_followed() {
         other => Err(format!("{other:?}")),
     });
     assert!(body.contains("warning"), "{body}");
-    assert_eq!(answered_by(&node, "greeter").unwrap(), "dns-second");
-    assert_eq!(answered_by(&node, "plain").unwrap(), "plain-two");
+    assert_eq!(node.answered_by("greeter").unwrap(), "dns-second");
+    assert_eq!(node.answered_by("plain").unwrap(), "plain-two");
     assert_eq!(metric(&node, "ferry_registry_up{kind=\"dns\"}"), Some(0.0));
     drop((plain_one, plain_two, fallback));
 }
@@ -239,7 +220,7 @@ fn etcd_nodes_find_each_other_under_leases_and_ride_out_an_etcd_restart() {
     wait_ready(&a);
     wait_ready(&b);
     wait_routable(&a, "greeter");
-    assert_eq!(answered_by(&a, "greeter").unwrap(), "greeter-on-b");
+    assert_eq!(a.answered_by("greeter").unwrap(), "greeter-on-b");
     assert_eq!(registered(&etcd), 2);
 
     // A change in etcd reaches the node within 200 ms: a record written by hand appears.
@@ -267,7 +248,7 @@ fn etcd_nodes_find_each_other_under_leases_and_ride_out_an_etcd_restart() {
     });
     assert!(body.contains("warning"), "{body}");
     for _ in 0..5 {
-        assert_eq!(answered_by(&a, "greeter").unwrap(), "greeter-on-b");
+        assert_eq!(a.answered_by("greeter").unwrap(), "greeter-on-b");
     }
     assert_eq!(metric(&a, "ferry_registry_up{kind=\"etcd\"}"), Some(0.0));
 
@@ -283,8 +264,8 @@ fn etcd_nodes_find_each_other_under_leases_and_ride_out_an_etcd_restart() {
         .start();
     wait_ready(&c);
     wait_routable(&a, "hello");
-    assert_eq!(answered_by(&a, "hello").unwrap(), "hello-on-c");
-    assert_eq!(answered_by(&a, "greeter").unwrap(), "greeter-on-b");
+    assert_eq!(a.answered_by("hello").unwrap(), "hello-on-c");
+    assert_eq!(a.answered_by("greeter").unwrap(), "greeter-on-b");
     eventually(Duration::from_secs(10), || match registered(&etcd) {
         3 => Ok(()),
         n => Err(format!("{n} nodes registered, want 3")),
@@ -361,7 +342,7 @@ fn mdns_nodes_on_a_lan_find_each_other_and_the_first_call_does_not_wait_for_a_ti
     // second, RFC 6762 §6, and A announced as it started) and until then cannot take A's
     // link: the call waits for that, and no longer.
     let started = Instant::now();
-    let first = answered_by(&a, "greeter");
+    let first = a.answered_by("greeter");
     let took = started.elapsed();
     assert_eq!(first, Ok("greeter-on-b".to_owned()), "after {took:?}");
     assert!(

@@ -16,20 +16,6 @@ fn set_health(backend: &Backend, ok: bool) {
     assert_eq!(r.status, 200);
 }
 
-/// Which backend answered `GET /hello` for `host` through `node`.
-fn answered_by(node: &Node, host: &str) -> Result<String, String> {
-    let r = get(node.outbound, host, "/hello")?;
-    if r.status != 200 {
-        return Err(format!("{} {}", r.status, r.body));
-    }
-    r.body
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("hello from "))
-        .map(str::to_owned)
-        .ok_or_else(|| format!("unexpected body: {}", r.body))
-}
-
 /// Waits until `node` knows `count` healthy endpoints of `service`.
 fn wait_healthy_routes(node: &Node, service: &str, count: usize) {
     eventually(Duration::from_secs(20), || {
@@ -73,7 +59,7 @@ fn a_failing_health_check_takes_the_endpoint_out_and_a_passing_one_brings_it_bac
     });
     assert_ferry_error(&out, 503, "no-healthy-endpoint", "greeter");
     set_health(&backend, true);
-    eventually(Duration::from_secs(10), || answered_by(&node, "greeter"));
+    eventually(Duration::from_secs(10), || node.answered_by("greeter"));
 }
 
 #[test]
@@ -96,7 +82,9 @@ fn a_connect_failure_is_retried_on_another_endpoint() {
     wait_healthy_routes(&a, "greeter", 2);
     here.kill();
     for i in 0..30 {
-        let who = answered_by(&a, "greeter").unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+        let who = a
+            .answered_by("greeter")
+            .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
         assert_eq!(who, "there", "call {i}");
     }
 }
@@ -119,31 +107,31 @@ fn local_endpoints_come_first_another_datacenter_serves_when_they_fail_then_traf
 
     for _ in 0..10 {
         assert_eq!(
-            answered_by(&a, "greeter").expect("call works"),
+            a.answered_by("greeter").expect("call works"),
             "near",
             "local datacenter first"
         );
     }
     assert_eq!(
-        answered_by(&a, "greeter.dc2").expect("call works"),
+        a.answered_by("greeter.dc2").expect("call works"),
         "far",
         "a pinned datacenter"
     );
     assert_eq!(
-        answered_by(&a, "greeter.dc2.mesh").expect("call works"),
+        a.answered_by("greeter.dc2.mesh").expect("call works"),
         "far"
     );
 
     set_health(&near, false);
     eventually(Duration::from_secs(10), || {
-        match answered_by(&a, "greeter")?.as_str() {
+        match a.answered_by("greeter")?.as_str() {
             "far" => Ok(()),
             other => Err(format!("still served by {other}")),
         }
     });
     set_health(&near, true);
     eventually(Duration::from_secs(10), || {
-        match answered_by(&a, "greeter")?.as_str() {
+        match a.answered_by("greeter")?.as_str() {
             "near" => Ok(()),
             other => Err(format!("still served by {other}")),
         }

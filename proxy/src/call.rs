@@ -19,12 +19,18 @@ use crate::target::ServiceName;
 #[derive(Clone)]
 pub(crate) struct Call {
     pub name: Arc<ServiceName>,
-    request: Arc<Mutex<Option<Request<Body>>>>,
+    tries: Arc<Mutex<Tries>>,
     template: Option<Arc<Template>>,
     upgrade: Arc<Mutex<Option<OnUpgrade>>>,
     upgrading: bool,
+}
+
+/// What the tries of one call share, under one lock.
+struct Tries {
+    /// The request, until a try takes it; back if it never left.
+    request: Option<Request<Body>>,
     /// The endpoints earlier tries went to, which a retry avoids while it can.
-    tried: Arc<Mutex<Vec<EndpointId>>>,
+    tried: Vec<EndpointId>,
 }
 
 /// What it takes to send a bodiless request again.
@@ -54,17 +60,19 @@ impl Call {
         Call {
             upgrading: upgrade.is_some(),
             name: Arc::new(name),
-            request: Arc::new(Mutex::new(Some(request))),
+            tries: Arc::new(Mutex::new(Tries {
+                request: Some(request),
+                tried: Vec::new(),
+            })),
             template,
             upgrade: Arc::new(Mutex::new(upgrade)),
-            tried: Arc::default(),
         }
     }
 
     /// The request to send on this try, or `None` if it left on an earlier try and cannot be
     /// rebuilt.
     pub fn take_request(&self) -> Option<Request<Body>> {
-        lock(&self.request).take().or_else(|| {
+        lock(&self.tries).request.take().or_else(|| {
             self.template.as_ref().map(|t| {
                 let mut request = Request::new(body::empty());
                 *request.method_mut() = t.method.clone();
@@ -78,17 +86,17 @@ impl Call {
 
     /// Puts back a request that never left, for the next try.
     pub fn give_back(&self, request: Request<Body>) {
-        *lock(&self.request) = Some(request);
+        lock(&self.tries).request = Some(request);
     }
 
     /// The endpoints earlier tries of this call went to.
     pub fn tried(&self) -> Vec<EndpointId> {
-        lock(&self.tried).clone()
+        lock(&self.tries).tried.clone()
     }
 
     /// Records the endpoint this try goes to.
     pub fn trying(&self, endpoint: EndpointId) {
-        lock(&self.tried).push(endpoint);
+        lock(&self.tries).tried.push(endpoint);
     }
 
     pub fn take_upgrade(&self) -> Option<OnUpgrade> {
@@ -98,7 +106,7 @@ impl Call {
     /// Whether another try has a request to send. A call that upgrades never has: the
     /// caller's side of the upgrade went with the first try.
     pub fn can_retry(&self) -> bool {
-        !self.upgrading && (self.template.is_some() || lock(&self.request).is_some())
+        !self.upgrading && (self.template.is_some() || lock(&self.tries).request.is_some())
     }
 
     /// Whether a try that may have reached the service can be repeated safely: idempotent

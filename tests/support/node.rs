@@ -351,6 +351,27 @@ impl Node {
         get_in(self.netns.as_deref(), self.outbound, host, path)
     }
 
+    /// Which backend answered `GET /hello` with `Host: HOST` through the node's outbound: the
+    /// name after `hello from ` in the body. `Err` names the status, `ferry-error` and body
+    /// of any other answer.
+    pub fn answered_by(&self, host: &str) -> Result<String, String> {
+        let r = self.outbound_get(host, "/hello")?;
+        if r.status != 200 {
+            return Err(format!(
+                "{} {:?} {}",
+                r.status,
+                r.header("ferry-error"),
+                r.body
+            ));
+        }
+        r.body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("hello from "))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("unexpected body: {}", r.body))
+    }
+
     pub fn config_path(&self) -> &PathBuf {
         &self.config
     }

@@ -12,9 +12,8 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol as Transport;
 use hickory_resolver::{ResolveError, TokioResolver};
-use tokio::sync::watch;
 
-use super::{AddressRecord, EndpointSet, NodeRecord, Registry, RegistryError, Scope, Sink};
+use super::{AddressRecord, EndpointSet, Registry, RegistryError, Scope, Sink};
 use crate::config::{RegistryConfig, RegistryKind};
 use ferry_tunnel::Protocol;
 
@@ -180,17 +179,6 @@ impl Registry for Dns {
 
     fn lists_all(&self) -> bool {
         false
-    }
-
-    fn register<'a>(
-        &'a self,
-        _: &'a mut watch::Receiver<NodeRecord>,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn watch<'a>(

@@ -95,13 +95,6 @@ fn parse(kv: &KeyValue) -> Option<NodeRecord> {
     }
 }
 
-fn endpoint_set(nodes: &BTreeMap<Vec<u8>, NodeRecord>) -> EndpointSet {
-    EndpointSet {
-        addresses: BTreeMap::new(),
-        nodes: nodes.values().cloned().collect(),
-    }
-}
-
 impl Registry for Etcd {
     fn kind(&self) -> RegistryKind {
         RegistryKind::Etcd
@@ -200,7 +193,7 @@ impl Registry for Etcd {
                 .iter()
                 .filter_map(|kv| parse(kv).map(|node| (kv.key().to_vec(), node)))
                 .collect();
-            sink.set(endpoint_set(&nodes));
+            sink.set(EndpointSet::of_nodes(nodes.values()));
             // From the revision after the snapshot: no change between the two is missed.
             let options = WatchOptions::new()
                 .with_prefix()
@@ -229,7 +222,7 @@ impl Registry for Etcd {
                         EventType::Delete => nodes.remove(kv.key()),
                     };
                 }
-                sink.set(endpoint_set(&nodes));
+                sink.set(EndpointSet::of_nodes(nodes.values()));
             }
             Err(RegistryError("etcd watch ended".into()))
         })

@@ -4,7 +4,7 @@
 //! browsing has found, and a first lookup waits only until a record arrives
 //! ([`super::RegistryCache::converging`]), not for a fixed time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -161,13 +161,6 @@ fn node_record(service: &ResolvedService) -> Option<NodeRecord> {
     })
 }
 
-fn endpoint_set(nodes: &HashMap<String, NodeRecord>) -> EndpointSet {
-    EndpointSet {
-        addresses: BTreeMap::new(),
-        nodes: nodes.values().cloned().collect(),
-    }
-}
-
 impl Registry for Mdns {
     fn kind(&self) -> RegistryKind {
         RegistryKind::Mdns
@@ -236,7 +229,7 @@ impl Registry for Mdns {
                     }
                     _ => continue,
                 }
-                sink.set(endpoint_set(&nodes));
+                sink.set(EndpointSet::of_nodes(nodes.values()));
             }
         })
     }

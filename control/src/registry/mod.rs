@@ -70,6 +70,16 @@ pub struct EndpointSet {
     pub nodes: Vec<NodeRecord>,
 }
 
+impl EndpointSet {
+    /// A set of Ferry nodes only, as `etcd` and `mdns` find them.
+    pub fn of_nodes<'a>(nodes: impl IntoIterator<Item = &'a NodeRecord>) -> EndpointSet {
+        EndpointSet {
+            addresses: BTreeMap::new(),
+            nodes: nodes.into_iter().cloned().collect(),
+        }
+    }
+}
+
 /// What a watch covers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -116,15 +126,20 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Publishes this node as `node` says, again whenever it changes, and holds the
     /// registration (renewing any lease) until the backend fails: then returns the error and
-    /// is called again. `Ok` means there is nothing to hold (the registries of plain addresses
-    /// are written by whoever runs the services, not by Ferry).
+    /// is called again. `Ok` means there is nothing to hold. The default publishes nothing:
+    /// the mesh carries catalogs itself, and the registries of plain addresses are written by
+    /// whoever runs the services, not by Ferry.
     fn register<'a>(
         &'a self,
-        node: &'a mut watch::Receiver<NodeRecord>,
-    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+        _node: &'a mut watch::Receiver<NodeRecord>,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Withdraws what `register` published, for a node that is stopping.
-    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>>;
+    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Delivers the endpoint set of `scope` to `sink` now and whenever it changes, until the
     /// backend fails: then returns the error (the cache keeps the last answer) and is called
@@ -143,17 +158,6 @@ struct Mesh;
 impl Registry for Mesh {
     fn kind(&self) -> RegistryKind {
         RegistryKind::Mesh
-    }
-
-    fn register<'a>(
-        &'a self,
-        _: &'a mut watch::Receiver<NodeRecord>,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn watch<'a>(

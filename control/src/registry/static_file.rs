@@ -9,9 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use tokio::sync::watch;
 
-use super::{AddressRecord, EndpointSet, NodeRecord, Registry, RegistryError, Scope, Sink};
+use super::{AddressRecord, EndpointSet, Registry, RegistryError, Scope, Sink};
 use crate::config::{Protocol, RegistryConfig, RegistryKind};
 use crate::services::protocol;
 
@@ -128,17 +127,6 @@ impl StaticFile {
 impl Registry for StaticFile {
     fn kind(&self) -> RegistryKind {
         RegistryKind::Static
-    }
-
-    fn register<'a>(
-        &'a self,
-        _: &'a mut watch::Receiver<NodeRecord>,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn deregister(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
-        Box::pin(async { Ok(()) })
     }
 
     fn watch<'a>(

@@ -364,47 +364,92 @@ fn gateway(identity: &Identity, trusted: Vec<PublicKey>) -> Gateway {
     g
 }
 
+/// Two ends, a and b, and two gateways, g1 and g2, that trust them both.
+struct TwoGateways {
+    id_a: Identity,
+    id_b: Identity,
+    id_g1: Identity,
+    id_g2: Identity,
+    g1: Gateway,
+    g2: Gateway,
+}
+
+/// An inner session between a and b over their links to both gateways, and what it needs
+/// kept alive.
+struct InnerSession {
+    _ends: [Transport; 2],
+    /// a–g1, a–g2, b–g1, b–g2.
+    outer: Vec<Link>,
+    _inner: [Transport; 2],
+    _relays: [Relay; 2],
+    at_a: Link,
+    at_b: Link,
+}
+
+impl TwoGateways {
+    fn new() -> TwoGateways {
+        let id = |n: u8| Identity::from_secret_bytes([n; 32]);
+        let (id_a, id_b, id_g1, id_g2) = (id(1), id(2), id(3), id(4));
+        let trusted = vec![id_a.public(), id_b.public()];
+        TwoGateways {
+            g1: gateway(&id_g1, trusted.clone()),
+            g2: gateway(&id_g2, trusted),
+            id_a,
+            id_b,
+            id_g1,
+            id_g2,
+        }
+    }
+
+    /// Links each end to both gateways, g1 dialed at `g1_addr` (g1 itself, or a hop in front
+    /// of it), then opens an inner session from a to b in which both ends prefer g1 while it
+    /// lives.
+    async fn inner_session(&self, g1_addr: SocketAddr) -> InnerSession {
+        let (key_a, key_b) = (self.id_a.public(), self.id_b.public());
+        let ends = [loopback(&self.id_a, vec![]), loopback(&self.id_b, vec![])];
+        let mut outer = Vec::new();
+        for end in &ends {
+            for (to, key) in [
+                (g1_addr, self.id_g1.public()),
+                (self.g2.addr, self.id_g2.public()),
+            ] {
+                let link = within("an outer link", 10, end.connect(to, &key)).await;
+                outer.push(link.expect("links to a gateway"));
+            }
+        }
+        within("both gateways to hold both links", 10, async {
+            while self.g1.links.lock().expect("not poisoned").len() < 2
+                || self.g2.links.lock().expect("not poisoned").len() < 2
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let relay_a = relay_over(&outer[0..2], key_a);
+        let relay_b = relay_over(&outer[2..4], key_b);
+        let inner_a =
+            Transport::over_relay(&relay_a, &self.id_a, Arc::new(Trust::default())).expect("a");
+        let inner_b =
+            Transport::over_relay(&relay_b, &self.id_b, Arc::new(Trust::new(vec![key_a])))
+                .expect("b");
+        let (at_a, at_b) = inner_link(&inner_a, &relay_a, &inner_b, &key_b).await;
+        InnerSession {
+            _ends: ends,
+            outer,
+            _inner: [inner_a, inner_b],
+            _relays: [relay_a, relay_b],
+            at_a,
+            at_b,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inner_stream_survives_the_loss_of_its_gateway() {
-    let (id_a, id_b) = (
-        Identity::from_secret_bytes([1; 32]),
-        Identity::from_secret_bytes([2; 32]),
-    );
-    let (id_g1, id_g2) = (
-        Identity::from_secret_bytes([3; 32]),
-        Identity::from_secret_bytes([4; 32]),
-    );
-    let (key_a, key_b) = (id_a.public(), id_b.public());
-    let g1 = gateway(&id_g1, vec![key_a, key_b]);
-    let g2 = gateway(&id_g2, vec![key_a, key_b]);
-
-    let (outer_a, outer_b) = (loopback(&id_a, vec![]), loopback(&id_b, vec![]));
-    let mut outer = Vec::new();
-    for (from, (to, key)) in [&outer_a, &outer_b].into_iter().flat_map(|t| {
-        [
-            (t, (g1.addr, id_g1.public())),
-            (t, (g2.addr, id_g2.public())),
-        ]
-    }) {
-        let link = within("an outer link", 10, from.connect(to, &key)).await;
-        outer.push(link.expect("links to a gateway"));
-    }
-    within("both gateways to hold both links", 10, async {
-        while g1.links.lock().expect("not poisoned").len() < 2
-            || g2.links.lock().expect("not poisoned").len() < 2
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-
-    // Both ends prefer g1 while it lives.
-    let relay_a = relay_over(&outer[0..2], key_a);
-    let relay_b = relay_over(&outer[2..4], key_b);
-    let inner_a = Transport::over_relay(&relay_a, &id_a, Arc::new(Trust::default())).expect("a");
-    let inner_b =
-        Transport::over_relay(&relay_b, &id_b, Arc::new(Trust::new(vec![key_a]))).expect("b");
-    let (at_a, at_b) = inner_link(&inner_a, &relay_a, &inner_b, &key_b).await;
+    let cast = TwoGateways::new();
+    let (g1, g2) = (&cast.g1, &cast.g2);
+    let session = cast.inner_session(g1.addr).await;
+    let (outer, at_a, at_b) = (&session.outer, &session.at_a, &session.at_b);
 
     let sent = payload(4, TEN_MIB);
     let a_side = async {
@@ -509,35 +554,10 @@ async fn silenceable_hop(to: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
 /// the other gateway. A gateway that closes cleanly is covered by the test above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inner_session_survives_a_gateway_that_goes_silent() {
-    let (id_a, id_b) = (
-        Identity::from_secret_bytes([1; 32]),
-        Identity::from_secret_bytes([2; 32]),
-    );
-    let (id_g1, id_g2) = (
-        Identity::from_secret_bytes([3; 32]),
-        Identity::from_secret_bytes([4; 32]),
-    );
-    let (key_a, key_b) = (id_a.public(), id_b.public());
-    let g1 = gateway(&id_g1, vec![key_a, key_b]);
-    let g2 = gateway(&id_g2, vec![key_a, key_b]);
-    let (hop, silent) = silenceable_hop(g1.addr).await;
-    let (outer_a, outer_b) = (loopback(&id_a, vec![]), loopback(&id_b, vec![]));
-    let mut outer = Vec::new();
-    for (from, to, key) in [
-        (&outer_a, hop, id_g1.public()),
-        (&outer_a, g2.addr, id_g2.public()),
-        (&outer_b, hop, id_g1.public()),
-        (&outer_b, g2.addr, id_g2.public()),
-    ] {
-        let link = within("an outer link", 10, from.connect(to, &key)).await;
-        outer.push(link.expect("links to a gateway"));
-    }
-    let relay_a = relay_over(&outer[0..2], key_a);
-    let relay_b = relay_over(&outer[2..4], key_b);
-    let inner_a = Transport::over_relay(&relay_a, &id_a, Arc::new(Trust::default())).expect("a");
-    let inner_b =
-        Transport::over_relay(&relay_b, &id_b, Arc::new(Trust::new(vec![key_a]))).expect("b");
-    let (at_a, at_b) = inner_link(&inner_a, &relay_a, &inner_b, &key_b).await;
+    let cast = TwoGateways::new();
+    let (hop, silent) = silenceable_hop(cast.g1.addr).await;
+    let session = cast.inner_session(hop).await;
+    let (outer, at_a, at_b) = (&session.outer, &session.at_a, &session.at_b);
 
     silent.store(true, Ordering::Relaxed);
     within("a to find g1 dead", 10, async {
