@@ -74,6 +74,22 @@ fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Str
     Ok(config)
 }
 
+/// The runtime that carries a node's traffic. One worker (the default) is a current-thread
+/// runtime: every task of a call then runs on one thread, and no call pays for waking another.
+/// Measured on two cores under 32 connections of HTTP/1.1, a two-worker runtime spent about a
+/// fifth more CPU per request, most of it in those wake-ups.
+fn traffic_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let overrides = args.overrides();
     let config = match load_config(args.config.as_deref(), &overrides) {
@@ -93,10 +109,7 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(identity) => identity,
         Err(e) => return fail(e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match traffic_runtime(config.node.workers) {
         Ok(runtime) => runtime,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };

@@ -86,6 +86,10 @@ pub struct NodeConfig {
     /// The node's X25519 private key. The caller creates it on first run.
     #[serde(serialize_with = "serialize_path")]
     pub key_file: PathBuf,
+    /// Threads that carry traffic. Default 1: a sidecar shares its host with the application it
+    /// serves, and one thread spares every call the cross-thread wake-ups of a work-stealing
+    /// scheduler (linkerd2-proxy runs single-threaded unless given more cores, too).
+    pub workers: usize,
 }
 
 /// `[tunnel]`: the QUIC/Noise tunnel network.
@@ -405,6 +409,7 @@ impl Config {
                 name: env.hostname.clone().unwrap_or_else(|| "ferry".to_string()),
                 datacenter: "dc1".to_string(),
                 key_file: env.default_key_file(),
+                workers: 1,
             },
             tunnel: TunnelConfig {
                 listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TUNNEL_PORT)),

@@ -5,6 +5,9 @@ use clap::Parser;
 use ferry_control::cli::Cli;
 use ferry_control::commands;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     commands::dispatch(Cli::parse())
 }

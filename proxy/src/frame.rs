@@ -110,6 +110,14 @@ fn version_from(code: u8) -> Result<Version, FrameError> {
     }
 }
 
+/// What [`put_headers`] writes, in bytes (at most: it stops at `u16::MAX` headers).
+fn headers_len(headers: &HeaderMap) -> usize {
+    2 + headers
+        .iter()
+        .map(|(name, value)| 4 + name.as_str().len() + value.len())
+        .sum::<usize>()
+}
+
 fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
     let count = headers.len().min(u16::MAX as usize);
     out.put_u16(count as u16);
@@ -119,17 +127,20 @@ fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
     }
 }
 
-fn get_headers(r: &mut Reader<'_>) -> Result<HeaderMap, FrameError> {
+/// Reads headers from `r`, which reads `payload`: values share `payload`'s memory, not copy it.
+fn get_headers(r: &mut Reader<'_>, payload: &Bytes) -> Result<HeaderMap, FrameError> {
     let count = r.u16()? as usize;
     // Each header takes at least four bytes: refuse counts the frame cannot hold.
     if count * 4 > r.remaining() {
         return Err(FrameError::Malformed("header count exceeds frame"));
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for one more: the next hop usually adds a header (`host`, `date`), and a full map
+    // would be reallocated whole for it.
+    let mut headers = HeaderMap::with_capacity(count + 1);
     for _ in 0..count {
         let name = HeaderName::from_bytes(r.bytes16()?)
             .map_err(|_| FrameError::Malformed("bad header name"))?;
-        let value = HeaderValue::from_bytes(r.bytes16()?)
+        let value = HeaderValue::from_maybe_shared(payload.slice_ref(r.bytes16()?))
             .map_err(|_| FrameError::Malformed("bad header value"))?;
         headers.append(name, value);
     }
@@ -149,34 +160,80 @@ fn finish(out: &mut BytesMut, at: usize) {
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// A request head, encoded from borrowed parts so that sending one copies nothing twice.
+pub struct RequestHeadRef<'a> {
+    pub version: Version,
+    pub flags: u8,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub authority: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestHeadRef<'_> {
+    /// Appends the frame to `out`, growing it once, by exactly the frame's size.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let len = 5 + 2 + 1 + self.method.as_str().len() + 2 + self.path.len() + 2;
+        out.reserve(len + self.authority.len() + headers_len(self.headers));
+        let at = begin(out, REQUEST);
+        out.put_u8(version_code(self.version));
+        out.put_u8(self.flags);
+        put_bytes8(out, self.method.as_str().as_bytes());
+        put_bytes16(out, self.path.as_bytes());
+        put_bytes16(out, self.authority.as_bytes());
+        put_headers(out, self.headers);
+        finish(out, at);
+    }
+}
+
+/// A response head, encoded from borrowed parts: the response keeps its headers.
+pub struct ResponseHeadRef<'a> {
+    pub version: Version,
+    pub flags: u8,
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+}
+
+impl ResponseHeadRef<'_> {
+    /// Appends the frame to `out`, growing it once, by exactly the frame's size.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(5 + 4 + headers_len(self.headers));
+        let at = begin(out, RESPONSE);
+        out.put_u8(version_code(self.version));
+        out.put_u8(self.flags);
+        out.put_u16(self.status.as_u16());
+        put_headers(out, self.headers);
+        finish(out, at);
+    }
+}
+
 impl Frame {
     /// Appends the frame to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
-            Frame::Request(h) => {
-                let at = begin(out, REQUEST);
-                out.put_u8(version_code(h.version));
-                out.put_u8(h.flags);
-                put_bytes8(out, h.method.as_str().as_bytes());
-                put_bytes16(out, h.path.as_bytes());
-                put_bytes16(out, h.authority.as_bytes());
-                put_headers(out, &h.headers);
-                finish(out, at);
+            Frame::Request(h) => RequestHeadRef {
+                version: h.version,
+                flags: h.flags,
+                method: &h.method,
+                path: &h.path,
+                authority: &h.authority,
+                headers: &h.headers,
             }
-            Frame::Response(h) => {
-                let at = begin(out, RESPONSE);
-                out.put_u8(version_code(h.version));
-                out.put_u8(h.flags);
-                out.put_u16(h.status.as_u16());
-                put_headers(out, &h.headers);
-                finish(out, at);
+            .encode(out),
+            Frame::Response(h) => ResponseHeadRef {
+                version: h.version,
+                flags: h.flags,
+                status: h.status,
+                headers: &h.headers,
             }
+            .encode(out),
             Frame::Data(bytes) => {
                 out.put_u8(DATA);
                 out.put_u32(bytes.len() as u32);
                 out.put_slice(bytes);
             }
             Frame::Trailers(headers) => {
+                out.reserve(5 + headers_len(headers));
                 let at = begin(out, TRAILERS);
                 put_headers(out, headers);
                 finish(out, at);
@@ -216,9 +273,9 @@ impl Frame {
             _ => {
                 let mut r = Reader::new(&payload);
                 let frame = match kind {
-                    REQUEST => Frame::Request(decode_request(&mut r)?),
-                    RESPONSE => Frame::Response(decode_response(&mut r)?),
-                    _ => Frame::Trailers(get_headers(&mut r)?),
+                    REQUEST => Frame::Request(decode_request(&mut r, &payload)?),
+                    RESPONSE => Frame::Response(decode_response(&mut r, &payload)?),
+                    _ => Frame::Trailers(get_headers(&mut r, &payload)?),
                 };
                 r.finish()?;
                 frame
@@ -228,7 +285,7 @@ impl Frame {
     }
 }
 
-fn decode_request(r: &mut Reader<'_>) -> Result<RequestHead, FrameError> {
+fn decode_request(r: &mut Reader<'_>, payload: &Bytes) -> Result<RequestHead, FrameError> {
     let version = version_from(r.u8()?)?;
     let flags = r.u8()?;
     let method =
@@ -239,7 +296,7 @@ fn decode_request(r: &mut Reader<'_>) -> Result<RequestHead, FrameError> {
     let authority = std::str::from_utf8(r.bytes16()?)
         .map_err(|_| FrameError::Malformed("authority not UTF-8"))?
         .to_owned();
-    let headers = get_headers(r)?;
+    let headers = get_headers(r, payload)?;
     Ok(RequestHead {
         version,
         flags,
@@ -250,11 +307,11 @@ fn decode_request(r: &mut Reader<'_>) -> Result<RequestHead, FrameError> {
     })
 }
 
-fn decode_response(r: &mut Reader<'_>) -> Result<ResponseHead, FrameError> {
+fn decode_response(r: &mut Reader<'_>, payload: &Bytes) -> Result<ResponseHead, FrameError> {
     let version = version_from(r.u8()?)?;
     let flags = r.u8()?;
     let status = StatusCode::from_u16(r.u16()?).map_err(|_| FrameError::Malformed("bad status"))?;
-    let headers = get_headers(r)?;
+    let headers = get_headers(r, payload)?;
     Ok(ResponseHead {
         version,
         flags,

@@ -17,6 +17,10 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// `Connection: upgrade` and `Upgrade` headers, which the next hop needs to see; `TE: trailers`
 /// is kept because gRPC servers require it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names costs less than a lookup for each.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -52,6 +56,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         );
         headers.insert(header::UPGRADE, value);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
 }
 
 /// Whether a request asks to switch protocols (WebSocket and friends over HTTP/1.1).
@@ -91,5 +99,25 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(h.get("keep-alive").is_none());
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_stripped() {
+        for name in [
+            "connection",
+            "proxy-authorization",
+            "transfer-encoding",
+            "upgrade",
+        ]
+        .into_iter()
+        .chain(["trailer", "keep-alive", "proxy-connection"])
+        {
+            let mut h = HeaderMap::new();
+            h.insert(name, "x".parse().expect("valid"));
+            h.insert("x-kept", "1".parse().expect("valid"));
+            strip_hop_by_hop(&mut h, false);
+            assert!(h.get(name).is_none(), "{name} kept");
+            assert_eq!(h["x-kept"], "1");
+        }
     }
 }

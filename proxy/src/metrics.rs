@@ -1,11 +1,13 @@
 //! Per-call metrics, named as SPEC lists them. The node installs the recorder.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, histogram, Counter, Histogram};
 
 /// Which side of the node a call passed through.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     /// From the local application, out to a service.
     Outbound,
@@ -22,6 +24,24 @@ impl Direction {
     }
 }
 
+/// One service's request series on one thread, found in the registry once and then kept:
+/// building a label set and looking it up cost more than the increment itself.
+#[derive(Default)]
+struct ServiceSeries {
+    /// `ferry_request_duration_seconds`, outbound and inbound.
+    durations: [Option<Histogram>; 2],
+    /// `ferry_requests_total`, one per datacenter, code and direction seen.
+    requests: Vec<(String, u16, Direction, Counter)>,
+}
+
+/// Past this many services a thread starts its cache afresh, so names that come and go (a
+/// caller probing for services that do not exist) cannot grow it for ever.
+const MAX_CACHED_SERVICES: usize = 1024;
+
+thread_local! {
+    static SERIES: RefCell<HashMap<String, ServiceSeries>> = RefCell::new(HashMap::new());
+}
+
 pub fn request(
     service: &str,
     datacenter: &str,
@@ -29,19 +49,45 @@ pub fn request(
     direction: Direction,
     elapsed: Duration,
 ) {
-    let labels = [
-        ("service", service.to_owned()),
-        ("datacenter", datacenter.to_owned()),
-        ("code", code.to_string()),
-        ("direction", direction.as_str().to_owned()),
-    ];
-    counter!("ferry_requests_total", &labels).increment(1);
-    histogram!(
-        "ferry_request_duration_seconds",
-        "service" => service.to_owned(),
-        "direction" => direction.as_str()
-    )
-    .record(elapsed.as_secs_f64());
+    SERIES.with_borrow_mut(|cache| {
+        if !cache.contains_key(service) {
+            if cache.len() >= MAX_CACHED_SERVICES {
+                cache.clear();
+            }
+            cache.insert(service.to_owned(), ServiceSeries::default());
+        }
+        let Some(series) = cache.get_mut(service) else {
+            return;
+        };
+        let duration = series.durations[direction as usize].get_or_insert_with(|| {
+            histogram!(
+                "ferry_request_duration_seconds",
+                "service" => service.to_owned(),
+                "direction" => direction.as_str()
+            )
+        });
+        duration.record(elapsed.as_secs_f64());
+        let known = series
+            .requests
+            .iter()
+            .position(|(dc, c, d, _)| *c == code && *d == direction && dc == datacenter);
+        let index = known.unwrap_or_else(|| {
+            let labels = [
+                ("service", service.to_owned()),
+                ("datacenter", datacenter.to_owned()),
+                ("code", code.to_string()),
+                ("direction", direction.as_str().to_owned()),
+            ];
+            let counter = counter!("ferry_requests_total", &labels);
+            series
+                .requests
+                .push((datacenter.to_owned(), code, direction, counter));
+            series.requests.len() - 1
+        });
+        if let Some((.., counter)) = series.requests.get(index) {
+            counter.increment(1);
+        }
+    });
 }
 
 pub fn tcp_connection(service: &str, direction: Direction) {

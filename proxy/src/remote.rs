@@ -21,7 +21,7 @@ use crate::client::Upstreams;
 use crate::directory::Directory;
 use crate::error::{is_grpc_headers, ProxyError};
 use crate::frame::{
-    Frame, FrameError, FrameReader, RequestHead, ResponseHead, END_STREAM, MAX_DATA_FRAME,
+    Frame, FrameError, FrameReader, RequestHeadRef, ResponseHeadRef, END_STREAM, MAX_DATA_FRAME,
     UNDELIVERED, UPGRADE,
 };
 use crate::headers::strip_hop_by_hop;
@@ -71,28 +71,25 @@ pub(crate) async fn send(
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.to_string())
+        .map(|a| a.as_str())
         .or_else(|| {
             parts
                 .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
         })
         .unwrap_or_default();
-    let head = Frame::Request(RequestHead {
+    let mut buf = BytesMut::new();
+    RequestHeadRef {
         version: parts.version,
         flags,
-        method: parts.method,
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        method: &parts.method,
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         authority,
-        headers: parts.headers,
-    });
-    let mut buf = BytesMut::new();
-    head.encode(&mut buf);
+        headers: &parts.headers,
+    }
+    .encode(&mut buf);
+    drop(parts);
     writer.write_all(&buf).await.map_err(|e| failed(&e))?;
 
     let mut writer = Some(writer);
@@ -272,12 +269,12 @@ async fn respond(mut response: Response<Body>, mut writer: StreamWriter, flags: 
 /// may live across one.
 fn encode_head<B>(response: &Response<B>, flags: u8) -> BytesMut {
     let mut buf = BytesMut::new();
-    Frame::Response(ResponseHead {
+    ResponseHeadRef {
         version: response.version(),
         flags,
         status: response.status(),
-        headers: response.headers().clone(),
-    })
+        headers: response.headers(),
+    }
     .encode(&mut buf);
     buf
 }

@@ -359,7 +359,7 @@ impl<'a> Reader<'a> {
     }
 
     fn node(&mut self, table: &Table, node: &mut NodeConfig) {
-        self.known_keys(table, &["name", "datacenter", "key_file"]);
+        self.known_keys(table, &["name", "datacenter", "key_file", "workers"]);
         if let Some(name) = self.field(table, "name", &text(values::node_name)) {
             node.name = name;
         }
@@ -368,6 +368,9 @@ impl<'a> Reader<'a> {
         }
         if let Some(path) = self.field(table, "key_file", &text(values::path)) {
             node.key_file = self.dir.join(path);
+        }
+        if let Some(workers) = self.field(table, "workers", &workers) {
+            node.workers = workers;
         }
     }
 
@@ -635,6 +638,20 @@ fn boolean(value: &DeValue) -> Result<bool, String> {
     value
         .as_bool()
         .ok_or_else(|| expected("true or false", value))
+}
+
+/// The most worker threads a node accepts: far beyond any core count, short of a typo's.
+const MAX_WORKERS: i64 = 1024;
+
+fn workers(value: &DeValue) -> Result<usize, String> {
+    let Some(integer) = value.as_integer() else {
+        return Err(expected("a number of threads", value));
+    };
+    i64::from_str_radix(integer.as_str(), integer.radix())
+        .ok()
+        .filter(|n| (1..=MAX_WORKERS).contains(n))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{integer} is not a number of threads (1-{MAX_WORKERS})"))
 }
 
 fn port(value: &DeValue) -> Result<u16, String> {

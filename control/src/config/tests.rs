@@ -101,6 +101,7 @@ fn defaults_are_the_spec_embedded_defaults() {
     assert_eq!(config.node.name, "node-7");
     assert_eq!(config.node.datacenter, "dc1");
     assert_eq!(config.node.key_file, Path::new("/var/state/node.key"));
+    assert_eq!(config.node.workers, 1);
     assert_eq!(config.tunnel.listen, addr("0.0.0.0:7700"));
     assert_eq!(config.tunnel.advertise, None);
     assert!(!config.tunnel.gateway);
@@ -291,7 +292,7 @@ level = "debug"
     let message = message_of(&full_errors(text), "node.nmae");
     assert_eq!(
         message,
-        "unknown key; expected one of: name, datacenter, key_file"
+        "unknown key; expected one of: name, datacenter, key_file, workers"
     );
 }
 
@@ -539,6 +540,24 @@ fn wrong_value_types_are_reported() {
     );
     let errs = full_errors(text);
     assert!(message_of(&errs, "service").contains("write [[service]]"));
+}
+
+#[test]
+fn workers_must_be_a_sensible_number_of_threads() {
+    assert_eq!(parse("[node]\nworkers = 4\n").node.workers, 4);
+    for (value, message) in [
+        ("0", "0 is not a number of threads (1-1024)"),
+        ("-2", "-2 is not a number of threads (1-1024)"),
+        ("100000", "100000 is not a number of threads (1-1024)"),
+        ("\"4\"", "expected a number of threads, found a string"),
+    ] {
+        let errs = full_errors(&format!("[node]\nworkers = {value}\n"));
+        assert_eq!(
+            message_of(&errs, "node.workers"),
+            message,
+            "workers = {value}"
+        );
+    }
 }
 
 #[test]
