@@ -212,14 +212,14 @@ where
         let balancer = self.balancer.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
-            let picked = candidates(directory.as_ref(), &call.name, &call.tried())
+            let picked = candidates(directory.as_ref(), call.name(), &call.tried())
                 .await
                 .and_then(|eligible| {
                     balancer
                         .pick(&eligible)
                         .cloned()
                         .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-                            service: call.name.to_string(),
+                            service: call.name().to_string(),
                         })
                 });
             let endpoint = match picked {
@@ -233,7 +233,8 @@ where
             };
             call.trying(endpoint.id);
             let in_flight = balancer.start(endpoint.id);
-            let name = call.name.clone();
+            // A second handle on the call (one `Arc`), for its name once the try has it.
+            let same_call = call.clone();
             let address = match endpoint.target {
                 Target::Address(address) => Some(address),
                 Target::Node { .. } => None,
@@ -244,7 +245,7 @@ where
                 // A plain address that could not be reached: maybe one of this node's own
                 // services, whose health check should look now.
                 (Err(e), Some(address)) if e.unsent => {
-                    directory.unreachable(&name.service, address)
+                    directory.unreachable(&same_call.name().service, address)
                 }
                 _ => {}
             }

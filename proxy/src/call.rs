@@ -18,10 +18,15 @@ use crate::target::ServiceName;
 /// is also kept as a template, so it can be sent again even after a try consumed it.
 #[derive(Clone)]
 pub(crate) struct Call {
-    pub name: Arc<ServiceName>,
-    tries: Arc<Mutex<Tries>>,
-    template: Option<Arc<Template>>,
-    upgrade: Arc<Mutex<Option<OnUpgrade>>>,
+    /// Everything behind one `Arc`: a call is cloned for each layer and each try.
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: ServiceName,
+    tries: Mutex<Tries>,
+    template: Option<Template>,
+    upgrade: Mutex<Option<OnUpgrade>>,
     upgrading: bool,
 }
 
@@ -49,31 +54,36 @@ impl Call {
     pub fn new(name: ServiceName, request: Request<Body>, upgrade: Option<OnUpgrade>) -> Call {
         use http_body::Body as _;
         // Upgrades are never replayed: the caller's connection is handed over on the first.
-        let template = (upgrade.is_none() && request.body().is_end_stream()).then(|| {
-            Arc::new(Template {
-                method: request.method().clone(),
-                uri: request.uri().clone(),
-                version: request.version(),
-                headers: request.headers().clone(),
-            })
+        let template = (upgrade.is_none() && request.body().is_end_stream()).then(|| Template {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
         });
         Call {
-            upgrading: upgrade.is_some(),
-            name: Arc::new(name),
-            tries: Arc::new(Mutex::new(Tries {
-                request: Some(request),
-                tried: Vec::new(),
-            })),
-            template,
-            upgrade: Arc::new(Mutex::new(upgrade)),
+            shared: Arc::new(Shared {
+                upgrading: upgrade.is_some(),
+                name,
+                tries: Mutex::new(Tries {
+                    request: Some(request),
+                    tried: Vec::new(),
+                }),
+                template,
+                upgrade: Mutex::new(upgrade),
+            }),
         }
+    }
+
+    /// The service called.
+    pub fn name(&self) -> &ServiceName {
+        &self.shared.name
     }
 
     /// The request to send on this try, or `None` if it left on an earlier try and cannot be
     /// rebuilt.
     pub fn take_request(&self) -> Option<Request<Body>> {
-        lock(&self.tries).request.take().or_else(|| {
-            self.template.as_ref().map(|t| {
+        lock(&self.shared.tries).request.take().or_else(|| {
+            self.shared.template.as_ref().map(|t| {
                 let mut request = Request::new(body::empty());
                 *request.method_mut() = t.method.clone();
                 *request.uri_mut() = t.uri.clone();
@@ -86,33 +96,34 @@ impl Call {
 
     /// Puts back a request that never left, for the next try.
     pub fn give_back(&self, request: Request<Body>) {
-        lock(&self.tries).request = Some(request);
+        lock(&self.shared.tries).request = Some(request);
     }
 
     /// The endpoints earlier tries of this call went to.
     pub fn tried(&self) -> Vec<EndpointId> {
-        lock(&self.tries).tried.clone()
+        lock(&self.shared.tries).tried.clone()
     }
 
     /// Records the endpoint this try goes to.
     pub fn trying(&self, endpoint: EndpointId) {
-        lock(&self.tries).tried.push(endpoint);
+        lock(&self.shared.tries).tried.push(endpoint);
     }
 
     pub fn take_upgrade(&self) -> Option<OnUpgrade> {
-        lock(&self.upgrade).take()
+        lock(&self.shared.upgrade).take()
     }
 
     /// Whether another try has a request to send. A call that upgrades never has: the
     /// caller's side of the upgrade went with the first try.
     pub fn can_retry(&self) -> bool {
-        !self.upgrading && (self.template.is_some() || lock(&self.tries).request.is_some())
+        !self.shared.upgrading
+            && (self.shared.template.is_some() || lock(&self.shared.tries).request.is_some())
     }
 
     /// Whether a try that may have reached the service can be repeated safely: idempotent
     /// (RFC 9110 §9.2.2) and rebuilt from its template.
     pub fn idempotent(&self) -> bool {
-        self.template.as_ref().is_some_and(|t| {
+        self.shared.template.as_ref().is_some_and(|t| {
             matches!(
                 t.method,
                 Method::GET

@@ -2,6 +2,7 @@
 //! keyed by address, reused across calls.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -26,9 +27,15 @@ pub struct UpstreamError {
     pub reason: String,
 }
 
-/// Clients for local and plain-address endpoints.
+/// Clients for local and plain-address endpoints. Cloned for every call, so the clients sit
+/// behind one `Arc`: a hyper client's own clone touches about a dozen.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
+    clients: Arc<Clients>,
+}
+
+#[derive(Debug)]
+struct Clients {
     http1: Client<HttpConnector, Body>,
     http2: Client<HttpConnector, Body>,
 }
@@ -52,7 +59,9 @@ impl Upstreams {
             .timer(TokioTimer::new());
         let http1 = builder.build(connector.clone());
         let http2 = builder.http2_only(true).build(connector);
-        Upstreams { http1, http2 }
+        Upstreams {
+            clients: Arc::new(Clients { http1, http2 }),
+        }
     }
 
     /// Sends `request` to `addr`. gRPC services and gRPC calls go over h2c (gRPC needs HTTP/2's
@@ -85,7 +94,7 @@ impl Upstreams {
         let client = if http2 {
             *request.version_mut() = Version::HTTP_2;
             request.headers_mut().remove(header::HOST);
-            &self.http2
+            &self.clients.http2
         } else {
             // Keep the name the caller used: servers with virtual hosts route by it.
             if let (false, Some(authority)) =
@@ -98,7 +107,7 @@ impl Upstreams {
             if request.version() == Version::HTTP_2 {
                 *request.version_mut() = Version::HTTP_11;
             }
-            &self.http1
+            &self.clients.http1
         };
         client.request(request).await.map_err(|e| UpstreamError {
             connect: e.is_connect(),

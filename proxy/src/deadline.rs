@@ -49,14 +49,14 @@ where
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let deadline = settings.deadline_for(&call.name.service);
-        let name = call.name.clone();
+        let deadline = settings.deadline_for(&call.name().service);
+        let same_call = call.clone();
         let future = self.inner.call(call);
         Box::pin(async move {
             match tokio::time::timeout(deadline, future).await {
                 Ok(result) => result,
                 Err(_) => Err(CallError::from(ProxyError::Timeout {
-                    service: name.to_string(),
+                    service: same_call.name().to_string(),
                     millis: deadline.as_millis(),
                 })),
             }

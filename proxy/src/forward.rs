@@ -49,7 +49,7 @@ impl Service<(Endpoint, Call)> for Forward {
         Box::pin(async move {
             let failed = |reason: String, unsent| CallError {
                 error: ProxyError::UpstreamFailed {
-                    service: call.name.to_string(),
+                    service: call.name().to_string(),
                     reason,
                 },
                 unsent,
@@ -60,7 +60,7 @@ impl Service<(Endpoint, Call)> for Forward {
                     false,
                 ));
             };
-            let name = &call.name;
+            let name = call.name();
             match forward(
                 &endpoint,
                 &name.service,
