@@ -89,6 +89,7 @@ pub(crate) async fn send(
         headers: &parts.headers,
     }
     .encode(&mut buf);
+    // Encoded: the head need not be kept in this future while it waits.
     drop(parts);
     writer.write_all(&buf).await.map_err(|e| failed(&e))?;
 
