@@ -127,6 +127,44 @@ fn websocket_crosses_the_pair() {
 }
 
 #[test]
+fn a_pair_with_several_workers_each_carries_concurrent_calls() {
+    let greeter = Backend::http("greeter-on-b");
+    let (a, b) = start_pair(
+        Node::builder("node-a").workers(4),
+        Node::builder("node-b").workers(4),
+        vec![Service::http("greeter", greeter.address).health("/healthz")],
+        &[],
+    );
+    wait_routable(&a, "greeter");
+    for node in [&a, &b] {
+        // A current-thread runtime runs on `ferry`'s main thread; a multi-thread one adds
+        // `tokio-rt-worker` threads.
+        let workers = node
+            .thread_names()
+            .iter()
+            .filter(|name| name.as_str() == "tokio-rt-worker")
+            .count();
+        assert!(
+            workers >= 4,
+            "{workers} worker threads: {:?}",
+            node.thread_names()
+        );
+    }
+    let outbound = a.outbound;
+    let calls: Vec<_> = (0..16)
+        .map(|_| std::thread::spawn(move || get(outbound, "greeter", "/hello")))
+        .collect();
+    for call in calls {
+        let response = call.join().expect("caller thread").unwrap();
+        assert_eq!(response.status, 200, "{response:?}");
+        assert!(
+            response.body.contains("hello from greeter-on-b"),
+            "{response:?}"
+        );
+    }
+}
+
+#[test]
 fn dead_workload_on_b_gets_an_error_from_a() {
     let mut greeter = Backend::http("greeter-on-b");
     let (a, _b) = pair(

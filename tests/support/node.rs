@@ -69,6 +69,7 @@ pub struct NodeBuilder {
     raw: Vec<String>,
     netns: Option<String>,
     gateway: bool,
+    workers: Option<usize>,
 }
 
 impl NodeBuilder {
@@ -89,6 +90,12 @@ impl NodeBuilder {
     /// [`NodeBuilder::raw`], which appends: a second `[tunnel]` table is a TOML error.)
     pub fn gateway(mut self) -> Self {
         self.gateway = true;
+        self
+    }
+
+    /// `[node] workers`: threads that carry traffic (Ferry's default is 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
         self
     }
 
@@ -148,6 +155,9 @@ impl NodeBuilder {
         let _ = writeln!(toml, "[node]");
         let _ = writeln!(toml, "name = {}", q(&self.name));
         let _ = writeln!(toml, "datacenter = {}", q(&self.datacenter));
+        if let Some(workers) = self.workers {
+            let _ = writeln!(toml, "workers = {workers}");
+        }
         let _ = writeln!(toml, "key_file = \"node.key\"\n");
         let _ = writeln!(toml, "[tunnel]");
         let _ = writeln!(toml, "listen = {}", q(&self.tunnel.to_string()));
@@ -312,6 +322,7 @@ impl Node {
             raw: Vec::new(),
             netns: None,
             gateway: false,
+            workers: None,
         }
     }
 
@@ -396,13 +407,27 @@ impl Node {
         }
     }
 
-    /// The node's resident memory, in KiB (VmRSS).
-    pub fn rss_kib(&self) -> u64 {
+    fn pid(&self) -> u32 {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = child
+        child
             .as_ref()
             .map(Child::id)
-            .unwrap_or_else(|| panic!("node {} is not running", self.name));
+            .unwrap_or_else(|| panic!("node {} is not running", self.name))
+    }
+
+    /// The names of the node's threads (`/proc/PID/task/*/comm`, at most 15 bytes each).
+    pub fn thread_names(&self) -> Vec<String> {
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .unwrap_or_else(|e| panic!("threads of node {}: {e}", self.name));
+        tasks
+            .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    }
+
+    /// The node's resident memory, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid();
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
