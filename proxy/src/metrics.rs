@@ -70,22 +70,22 @@ pub fn request(
         let known = series
             .requests
             .iter()
-            .position(|(dc, c, d, _)| *c == code && *d == direction && dc == datacenter);
-        let index = known.unwrap_or_else(|| {
-            let labels = [
-                ("service", service.to_owned()),
-                ("datacenter", datacenter.to_owned()),
-                ("code", code.to_string()),
-                ("direction", direction.as_str().to_owned()),
-            ];
-            let counter = counter!("ferry_requests_total", &labels);
-            series
-                .requests
-                .push((datacenter.to_owned(), code, direction, counter));
-            series.requests.len() - 1
-        });
-        if let Some((.., counter)) = series.requests.get(index) {
-            counter.increment(1);
+            .find(|(dc, c, d, _)| *c == code && *d == direction && dc == datacenter);
+        match known {
+            Some((.., counter)) => counter.increment(1),
+            None => {
+                let labels = [
+                    ("service", service.to_owned()),
+                    ("datacenter", datacenter.to_owned()),
+                    ("code", code.to_string()),
+                    ("direction", direction.as_str().to_owned()),
+                ];
+                let counter = counter!("ferry_requests_total", &labels);
+                counter.increment(1);
+                series
+                    .requests
+                    .push((datacenter.to_owned(), code, direction, counter));
+            }
         }
     });
 }
