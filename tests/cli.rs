@@ -80,14 +80,18 @@ fn pubkey_prints_the_key_that_keygen_printed() {
     assert_eq!(last_line(&shown.stdout), last_line(&generated.stdout));
 }
 
+/// A scratch directory holding `node.key`, for configs to name.
+fn dir_with_key(name: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    let key = dir.join("node.key");
+    let made = ferry(&["keygen", "--out", key.to_str().unwrap()], dir.path());
+    assert!(made.success(), "keygen failed: {made:?}");
+    dir
+}
+
 #[test]
 fn check_prints_the_effective_config_of_a_good_file() {
-    let dir = TempDir::new("check-good");
-    assert!(ferry(
-        &["keygen", "--out", dir.join("node.key").to_str().unwrap()],
-        dir.path()
-    )
-    .success());
+    let dir = dir_with_key("check-good");
     let config = dir.join("good.toml");
     // No datacenter given: the effective config must show the default one.
     fs::write(
@@ -126,12 +130,7 @@ fn has_number(text: &str, n: usize) -> bool {
 
 #[test]
 fn check_names_every_error_with_file_line_and_key() {
-    let dir = TempDir::new("check-bad");
-    assert!(ferry(
-        &["keygen", "--out", dir.join("node.key").to_str().unwrap()],
-        dir.path()
-    )
-    .success());
+    let dir = dir_with_key("check-bad");
     let config = dir.join("bad.toml");
     let text = "[node]\n\
                 name = \"bad\"\n\
@@ -155,6 +154,41 @@ fn check_names_every_error_with_file_line_and_key() {
         "stderr does not name bad.toml, line 7, key listen:\n{}",
         ran.stderr
     );
+}
+
+/// `run` refuses a peer it cannot authenticate (no key) and a trust file it cannot read;
+/// `check` must refuse them too, rather than pass a config that cannot run.
+#[test]
+fn check_refuses_what_run_would_refuse_of_the_tunnel_keys() {
+    let dir = dir_with_key("check-keys");
+    let cases = [
+        (
+            "keyless.toml",
+            "[node]\nkey_file = \"node.key\"\n\n[tunnel]\npeers = [{ address = \"127.0.0.1:7700\" }]\n",
+            5,
+            "peers",
+            "has no key",
+        ),
+        (
+            "no-trust-file.toml",
+            "[node]\nkey_file = \"node.key\"\n\n[tunnel]\n\ntrust_file = \"missing-keys.txt\"\n",
+            6,
+            "trust_file",
+            "missing-keys.txt",
+        ),
+    ];
+    for (name, text, line, key, says) in cases {
+        let config = dir.join(name);
+        fs::write(&config, text).unwrap();
+        let ran = ferry(&["check", "--config", config.to_str().unwrap()], dir.path());
+        assert_eq!(ran.code, Some(2), "check of {name}: {ran:?}");
+        assert!(
+            names_error(&ran.stderr, name, line, key) && ran.stderr.contains(says),
+            "stderr does not name {name}, line {line}, key {key} and say {says:?}:\n{}",
+            ran.stderr
+        );
+        assert!(ran.stdout.is_empty(), "check of {name} printed a config");
+    }
 }
 
 #[test]

@@ -216,6 +216,19 @@ fn check(path: &Path) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             }
+            // What `run` needs of the tunnel's keys: every peer's key, a readable trust file.
+            if let Err(e) = crate::node::peer_addresses(&config) {
+                let line = line_of(path, "peers");
+                eprintln!("{}:{line}: tunnel.peers: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            if let Some(file) = config.tunnel.trust_file.as_deref() {
+                if let Err(e) = crate::node::read_trust_file(file) {
+                    let line = line_of(path, "trust_file");
+                    eprintln!("{}:{line}: tunnel.trust_file: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }

@@ -171,7 +171,7 @@ impl NodeState {
 
 /// The peers to dial. Each needs its key: the handshake (Noise IK) proves the dialed node
 /// holds it, so it must be known before the first packet.
-fn peer_addresses(config: &Config) -> Result<Vec<PeerAddress>, String> {
+pub fn peer_addresses(config: &Config) -> Result<Vec<PeerAddress>, String> {
     config
         .tunnel
         .peers
