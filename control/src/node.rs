@@ -169,6 +169,12 @@ impl NodeState {
     }
 }
 
+/// How long a link this node dialed for calls stays up without a stream: a node that calls
+/// another every few minutes keeps its link (a new one costs a handshake round trip and a
+/// catalog exchange), and one that called hundreds of nodes once does not keep sending
+/// keep-alives to each of them.
+const IDLE_LINK: Duration = Duration::from_secs(300);
+
 /// The peers to dial. Each needs its key: the handshake (Noise IK) proves the dialed node
 /// holds it, so it must be known before the first packet.
 pub fn peer_addresses(config: &Config) -> Result<Vec<PeerAddress>, String> {
@@ -263,6 +269,7 @@ impl Node {
             gateway: config.tunnel.gateway,
             peers,
             trust,
+            idle_link: IDLE_LINK,
         })
         .map_err(|e| e.to_string())?;
         let tunnel = network.local_addr().map_err(|e| e.to_string())?;

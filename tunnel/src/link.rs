@@ -3,8 +3,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -17,15 +19,98 @@ use crate::Error;
 #[derive(Clone, Debug)]
 pub struct Link {
     conn: quinn::Connection,
+    activity: Arc<Activity>,
+}
+
+/// What tells a link in use from an idle one: the stream halves open on it, and when one
+/// last opened or ended. The nodes' own control streams (hello, updates) are not counted.
+#[derive(Debug)]
+struct Activity {
+    /// Open stream halves (a stream counts twice, once per direction), plus [`CLOSING`]
+    /// once the link is closing for idleness, which no new stream may then race.
+    halves: AtomicUsize,
+    /// When a half last opened or ended: milliseconds since `born`.
+    last: AtomicU64,
+    born: Instant,
+}
+
+/// Set in [`Activity::halves`] when an idle link is being closed.
+const CLOSING: usize = 1 << (usize::BITS - 1);
+
+impl Activity {
+    fn touch(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+}
+
+/// One open half of a stream, counted in its link's [`Activity`] until dropped.
+#[derive(Debug)]
+struct Held(Arc<Activity>);
+
+impl Held {
+    /// Counts a new half; `None` when the link is closing for idleness.
+    fn new(activity: &Arc<Activity>) -> Option<Held> {
+        if activity.halves.fetch_add(1, Ordering::AcqRel) & CLOSING != 0 {
+            activity.halves.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        activity.touch();
+        Some(Held(activity.clone()))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.halves.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Link {
     pub(crate) fn new(conn: quinn::Connection) -> Link {
-        Link { conn }
+        let activity = Activity {
+            halves: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            born: Instant::now(),
+        };
+        Link {
+            conn,
+            activity: Arc::new(activity),
+        }
+    }
+
+    /// Both halves of a new stream, counted; `None` once the link is closing for idleness.
+    fn hold(&self) -> Option<(Held, Held)> {
+        Some((Held::new(&self.activity)?, Held::new(&self.activity)?))
+    }
+
+    /// Closes the link if no stream has been open on it for `idle`, and says whether it did.
+    /// A stream that starts at the same moment either holds the link open or fails before it
+    /// sends anything, so its call can go again on a new link.
+    pub(crate) fn close_if_idle(&self, idle: Duration) -> bool {
+        if self.activity.idle_for() < idle {
+            return false;
+        }
+        let closing =
+            self.activity
+                .halves
+                .compare_exchange(0, CLOSING, Ordering::AcqRel, Ordering::Acquire);
+        if closing.is_err() {
+            return false;
+        }
+        self.conn.close(0u32.into(), b"idle");
+        true
     }
 
     /// Opens a stream to the peer for one request or TCP connection.
     pub async fn open(&self, header: &StreamHeader) -> Result<TunnelStream, Error> {
+        let held = self.hold().ok_or_else(closed_for_idleness)?;
         let (mut send, recv) = self
             .conn
             .open_bi()
@@ -36,7 +121,7 @@ impl Link {
         send.write_all(&buf)
             .await
             .map_err(|e| Error::LinkClosed(e.to_string()))?;
-        Ok(TunnelStream { send, recv })
+        Ok(TunnelStream::new(send, recv, held))
     }
 
     /// Waits for the peer to open a stream. Reading its header is left to
@@ -47,7 +132,8 @@ impl Link {
             .accept_bi()
             .await
             .map_err(|e| Error::LinkClosed(e.to_string()))?;
-        Ok(TunnelStream { send, recv })
+        let held = self.hold().ok_or_else(closed_for_idleness)?;
+        Ok(TunnelStream::new(send, recv, held))
     }
 
     /// The peer's key, as the handshake proved it.
@@ -106,19 +192,30 @@ impl Link {
 /// One bidirectional stream through the tunnel; reads and writes like a TCP connection.
 #[derive(Debug)]
 pub struct TunnelStream {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    send: StreamWriter,
+    recv: StreamReader,
+}
+
+fn closed_for_idleness() -> Error {
+    Error::LinkClosed("closed for idleness".into())
 }
 
 impl TunnelStream {
+    fn new(send: quinn::SendStream, recv: quinn::RecvStream, (r, w): (Held, Held)) -> Self {
+        TunnelStream {
+            send: StreamWriter { send, _held: w },
+            recv: StreamReader { recv, _held: r },
+        }
+    }
+
     /// Reads the header that opens a stream the peer opened.
     pub(crate) async fn read_header(&mut self) -> Result<StreamHeader, Error> {
-        let len = self.recv.read_u16().await? as usize;
+        let len = self.recv.recv.read_u16().await? as usize;
         if len > MAX_HEADER_LEN {
             return Err(Error::Malformed("stream header too long"));
         }
         let mut buf = vec![0u8; len];
-        AsyncReadExt::read_exact(&mut self.recv, &mut buf).await?;
+        AsyncReadExt::read_exact(&mut self.recv.recv, &mut buf).await?;
         StreamHeader::decode(&buf)
     }
 
@@ -131,38 +228,46 @@ impl TunnelStream {
 
     /// Splits the stream so that reading and writing can go on in separate tasks.
     pub fn into_split(self) -> (StreamReader, StreamWriter) {
-        (StreamReader(self.recv), StreamWriter(self.send))
+        (self.recv, self.send)
     }
 
     /// Joins halves from [`into_split`](Self::into_split) again.
     pub fn join(reader: StreamReader, writer: StreamWriter) -> TunnelStream {
         TunnelStream {
-            recv: reader.0,
-            send: writer.0,
+            recv: reader,
+            send: writer,
         }
     }
 }
 
 /// The receiving half of a [`TunnelStream`].
 #[derive(Debug)]
-pub struct StreamReader(quinn::RecvStream);
+pub struct StreamReader {
+    recv: quinn::RecvStream,
+    /// Counts the half as open on its link until dropped.
+    _held: Held,
+}
 
 impl StreamReader {
     /// Tells the peer to stop sending: nothing more will be read.
     pub fn stop(mut self) {
-        let _ = self.0.stop(0u32.into());
+        let _ = self.recv.stop(0u32.into());
     }
 }
 
 /// The sending half of a [`TunnelStream`].
 #[derive(Debug)]
-pub struct StreamWriter(quinn::SendStream);
+pub struct StreamWriter {
+    send: quinn::SendStream,
+    /// Counts the half as open on its link until dropped.
+    _held: Held,
+}
 
 impl StreamWriter {
     /// Abandons what is unsent and tells the peer the stream was cut: the reader sees an
     /// error, never a clean end, so a truncated body cannot pass for a whole one.
     pub fn reset(mut self) {
-        let _ = self.0.reset(0u32.into());
+        let _ = self.send.reset(0u32.into());
     }
 }
 
@@ -172,7 +277,7 @@ impl AsyncRead for StreamReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.recv).poll_read(cx, buf)
     }
 }
 
@@ -182,15 +287,15 @@ impl AsyncWrite for StreamWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf).map_err(io::Error::from)
+        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf).map_err(io::Error::from)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(&mut self.0), cx)
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
     }
 }
 
@@ -210,14 +315,14 @@ impl AsyncWrite for TunnelStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf).map_err(io::Error::from)
+        Pin::new(&mut self.send).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+        Pin::new(&mut self.send).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+        Pin::new(&mut self.send).poll_shutdown(cx)
     }
 }

@@ -29,10 +29,28 @@ fn node(
     trusted: &[PublicKey],
     services: &[&str],
 ) -> Node {
-    let identity = Identity::generate().expect("key");
-    let key = identity.public();
-    let network = Network::start(NetworkConfig {
-        identity,
+    start(config(name, dc, gateway, peers, trusted), services)
+}
+
+/// A sidecar that only calls, closing the links it dialed after `idle_link` without a
+/// stream.
+fn caller(name: &str, dc: &str, peers: &[&Node], idle_link: Duration) -> Node {
+    let config = NetworkConfig {
+        idle_link,
+        ..config(name, dc, false, peers, &[])
+    };
+    start(config, &[])
+}
+
+fn config(
+    name: &str,
+    dc: &str,
+    gateway: bool,
+    peers: &[&Node],
+    trusted: &[PublicKey],
+) -> NetworkConfig {
+    NetworkConfig {
+        identity: Identity::generate().expect("key"),
         name: name.into(),
         datacenter: dc.into(),
         listen: "127.0.0.1:0".parse().expect("address"),
@@ -46,8 +64,14 @@ fn node(
             })
             .collect(),
         trust: Arc::new(Trust::new(trusted.iter().copied())),
-    })
-    .expect("the network starts");
+        // Longer than any test here runs, unless the test says otherwise.
+        idle_link: Duration::from_secs(300),
+    }
+}
+
+fn start(config: NetworkConfig, services: &[&str]) -> Node {
+    let key = config.identity.public();
+    let network = Network::start(config).expect("the network starts");
     network.announce(
         services
             .iter()
@@ -147,6 +171,88 @@ async fn nodes_of_one_datacenter_dial_each_other_on_first_use() {
             .and_then(|(r, _)| r.via.is_none().then_some(()))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_through_gateways_closes_and_is_opened_again() {
+    let g2 = node("g2", "dc2", true, &[], &[], &[]);
+    let b = node("b", "dc2", false, &[&g2], &[], &["echo"]);
+    let g1 = node("g1", "dc1", true, &[&g2], &[], &[]);
+    let a = caller("a", "dc1", &[&g1], ms(800));
+    g2.network.trust().replace([b.key, g1.key]);
+    g1.network.trust().replace([a.key]);
+    eventually("a learns echo in dc2", || {
+        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    })
+    .await;
+    for round in ["first", "after the idle close"] {
+        assert_eq!(echo(&a, "echo", b"hi").await.expect(round), b"hi");
+        assert_eq!(peer_path(&a, "b").as_deref(), Some("via g1"), "{round}");
+        eventually("the idle session closes", || {
+            (peer_path(&a, "b").is_none() && peer_path(&b, "a").is_none()).then_some(())
+        })
+        .await;
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Asserts that `check` holds at every poll for `period`: a quiet spell that must change
+/// nothing.
+async fn throughout(what: &str, period: Duration, mut check: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < end {
+        assert!(check(), "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_dialed_for_calls_closes_when_idle_and_is_dialed_again() {
+    let idle = ms(800);
+    let g = node("g", "dc1", true, &[], &[], &[]);
+    let s = node("s", "dc1", false, &[&g], &[], &["echo"]);
+    let a = caller("a", "dc1", &[&g], idle);
+    g.network.trust().replace([s.key, a.key]);
+    eventually("a learns echo", || {
+        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    })
+    .await;
+
+    // A stream left open keeps its link, however quiet it is.
+    let (route, peer) = a.network.lookup("echo", None).remove(0);
+    let header = StreamHeader {
+        kind: StreamKind::Tcp,
+        protocol: Protocol::Tcp,
+        service: "echo".into(),
+        datacenter: route.datacenter,
+    };
+    let mut stream = peer.open(&header).await.expect("a stream opens");
+    stream.write_all(b"ping").await.expect("write");
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).await.expect("echoed");
+    assert_eq!(peer_path(&a, "s").as_deref(), Some("direct"));
+    throughout("the link with a stream open", idle * 3, || {
+        peer_path(&a, "s").as_deref() == Some("direct")
+    })
+    .await;
+
+    // Once no stream is open, the link goes, on both sides.
+    drop(stream);
+    eventually("a closes the idle link", || {
+        peer_path(&a, "s").is_none().then_some(())
+    })
+    .await;
+    eventually("s sees it closed", || {
+        peer_path(&s, "a").is_none().then_some(())
+    })
+    .await;
+
+    // And the next call dials it again.
+    assert_eq!(echo(&a, "echo", b"again").await.expect("echo"), b"again");
+    assert_eq!(peer_path(&a, "s").as_deref(), Some("direct"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,7 @@ fn node(
         gateway: false,
         peers,
         trust: Arc::new(Trust::new(trusted)),
+        idle_link: Duration::from_secs(300),
     })
     .expect("the network starts");
     common::serve_echo(&network);

@@ -62,6 +62,10 @@ pub struct NetworkConfig {
     pub peers: Vec<PeerAddress>,
     /// Keys allowed to open links to this node.
     pub trust: Arc<Trust>,
+    /// A link this node opened for calls (to a node of its datacenter, or end to end through
+    /// gateways) closes once no stream has been open on it this long; the next call dials
+    /// again. Links to configured and discovered peers stay up.
+    pub idle_link: Duration,
 }
 
 /// Serves the streams peers open: the proxy's inbound side. Each stream is handed over on the
@@ -170,6 +174,8 @@ struct Shared {
     /// Set once by [`Network::serve_streams`]; links wait for it before taking streams.
     handler: watch::Sender<Option<StreamHandler>>,
     trust: Arc<Trust>,
+    /// See [`NetworkConfig::idle_link`].
+    idle_link: Duration,
     /// Incoming handshakes by what was decided: accepted, retried, dropped.
     admitted: [AtomicU64; 3],
 }
@@ -282,6 +288,7 @@ impl Network {
             unsettled: Mutex::new(config.peers.iter().map(|p| p.address.clone()).collect()),
             handler,
             trust: config.trust,
+            idle_link: config.idle_link,
             admitted: Default::default(),
         });
         let _ = network.set(Arc::downgrade(&shared));

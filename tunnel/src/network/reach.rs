@@ -2,6 +2,7 @@
 //! first use. Nodes of this datacenter are dialed directly at the address they advertise.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::debug;
 
@@ -85,12 +86,31 @@ impl Peer {
         }
         let link = dial::connect(shared, &catalog.address, &self.key).await?;
         let key = register(shared, &link)?;
-        let (shared, running) = (shared.clone(), link.clone());
+        let (running, idle) = (link.clone(), shared.idle_link);
+        let shared = shared.clone();
         tokio::spawn(async move {
             if let Err(e) = run_registered(&shared, running, key, None).await {
                 debug!(peer = %key, error = %e, "link ended");
             }
         });
+        tokio::spawn(close_when_idle(link.clone(), idle));
         Ok(link)
+    }
+}
+
+/// Closes a link dialed for calls once it has carried no stream for `idle`: a node that
+/// called many others once would otherwise keep a link, and its keep-alives, to each.
+pub(super) async fn close_when_idle(link: Link, idle: Duration) {
+    let mut tick = tokio::time::interval(idle / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if link.is_closed() {
+            return;
+        }
+        if link.close_if_idle(idle) {
+            debug!(peer = ?link.peer_key(), "idle link closed");
+            return;
+        }
     }
 }

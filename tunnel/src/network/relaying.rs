@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
+use super::reach::close_when_idle;
 use super::session::accept_streams;
 use super::{lock, Shared};
 use crate::identity::PublicKey;
@@ -50,6 +51,7 @@ impl Shared {
     pub(super) async fn dial_relayed(self: &Arc<Self>, key: &PublicKey) -> Result<Link, Error> {
         let link = self.inner.connect(self.relay.address_of(key), key).await?;
         self.adopt_relayed(*key, link.clone());
+        tokio::spawn(close_when_idle(link.clone(), self.idle_link));
         Ok(link)
     }
 
