@@ -29,7 +29,7 @@ struct Activity {
     /// Open stream halves (a stream counts twice, once per direction), plus [`CLOSING`]
     /// once the link is closing for idleness, which no new stream may then race.
     halves: AtomicUsize,
-    /// When a half last opened or ended: milliseconds since `born`.
+    /// When the last open half ended: milliseconds since `born` (0 before any stream).
     last: AtomicU64,
     born: Instant,
 }
@@ -60,14 +60,19 @@ impl Held {
             activity.halves.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        activity.touch();
         Some(Held(activity.clone()))
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.touch();
+        // The link's idle time starts when its last half ends, stamped before the count
+        // reaches zero so that the watcher never sees zero with an older stamp. Only on a
+        // multi-thread runtime can two last halves end at once, neither stamping; the
+        // link may then close early, and the next call dials again.
+        if self.0.halves.load(Ordering::Acquire) == 1 {
+            self.0.touch();
+        }
         self.0.halves.fetch_sub(1, Ordering::AcqRel);
     }
 }
