@@ -8,16 +8,23 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::process::output;
-use crate::tool_output::{h2load_requests_per_second, wrk_requests_per_second};
+use crate::tool_output::{h2load_requests_per_second, wrk_requests, wrk_requests_per_second};
 
-/// wrk, closed loop over `connections` HTTP/1.1 keep-alive connections; requests per second.
+/// What one wrk run measured.
+pub struct WrkRun {
+    pub per_second: f64,
+    /// Every request it made, for what the run cost per request.
+    pub requests: u64,
+}
+
+/// wrk, closed loop over `connections` HTTP/1.1 keep-alive connections.
 pub async fn wrk(
     wrk: &Path,
     addr: SocketAddr,
     host: &str,
     connections: usize,
     time: Duration,
-) -> Result<f64> {
+) -> Result<WrkRun> {
     let mut c = Command::new(wrk);
     c.arg("-t2")
         .arg(format!("-c{connections}"))
@@ -32,10 +39,16 @@ pub async fn wrk(
             detail: "some responses were errors".into(),
         });
     }
-    wrk_requests_per_second(&out).ok_or_else(|| Error::Output {
-        what: "wrk".into(),
-        detail: out.lines().take(3).collect::<Vec<_>>().join(" / "),
-    })
+    match (wrk_requests_per_second(&out), wrk_requests(&out)) {
+        (Some(per_second), Some(requests)) => Ok(WrkRun {
+            per_second,
+            requests,
+        }),
+        _ => Err(Error::Output {
+            what: "wrk".into(),
+            detail: out.lines().take(3).collect::<Vec<_>>().join(" / "),
+        }),
+    }
 }
 
 /// h2load, gRPC unary calls over one h2c connection with `streams` in flight; calls per second.

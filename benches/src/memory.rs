@@ -1,4 +1,6 @@
-//! Resident memory of a running process, from /proc.
+//! What a running process uses, from /proc: resident memory and CPU time.
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -12,4 +14,19 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
             what: path,
             detail: "no VmRSS line".into(),
         })
+}
+
+/// Clock ticks per second in /proc/PID/stat: USER_HZ, which Linux fixes at 100 on x86 and
+/// arm64 whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
+
+/// The CPU time, user and system, that `pid` has used so far, all its threads together.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
+    let ticks = crate::tool_output::stat_cpu_ticks(&stat).ok_or_else(|| Error::Output {
+        what: path,
+        detail: "no CPU times".into(),
+    })?;
+    Ok(Duration::from_secs_f64(ticks as f64 / USER_HZ))
 }

@@ -62,6 +62,13 @@ pub fn rows(o: &Outcome) -> Vec<Row> {
             Loopback,
         ),
         row(
+            "… CPU time of the proxy pair per request, under wrk",
+            metric::HTTP_CPU,
+            "µs",
+            1,
+            Proxies,
+        ),
+        row(
             format!("HTTP/1.1, {CONNECTIONS} connections, fixed {rate:.0} req/s: p50"),
             metric::HTTP_P50,
             "µs",
@@ -239,7 +246,7 @@ pub fn write(o: &Outcome, path: &Path) -> Result<()> {
     let _ = writeln!(
         md,
         "Ratios are Ferry's median over the other's. For throughput, above 1 is better for Ferry; \
-         for latency and memory, below 1 is. \"Ferry/direct\" for bulk TCP is Ferry over the bare veth.\n"
+         for latency, memory and CPU time, below 1 is. \"Ferry/direct\" for bulk TCP is Ferry over the bare veth.\n"
     );
     md.push_str(&micro_section());
     let _ = writeln!(md, "## The machine\n");

@@ -9,6 +9,26 @@ pub fn wrk_requests_per_second(output: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// wrk's `  123456 requests in 4.00s, 17.66MB read`: how many requests it made in all.
+pub fn wrk_requests(output: &str) -> Option<u64> {
+    output.lines().find_map(|l| {
+        let (count, rest) = l.trim().split_once(' ')?;
+        rest.starts_with("requests in ")
+            .then(|| count.parse().ok())
+            .flatten()
+    })
+}
+
+/// The CPU time a process has used, user and system, in clock ticks: fields 14 and 15 of
+/// /proc/PID/stat, counted after the command name (which may hold spaces and parentheses).
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
 /// h2load's `finished in 3.00s, 12345.67 req/s, 1.23MB/s`, only when no request failed
 /// (its `requests:` line ends with `0 failed, 0 errored, 0 timeout`).
 pub fn h2load_requests_per_second(output: &str) -> Option<f64> {
@@ -90,6 +110,16 @@ mod tests {
                    Requests/sec:  41234.56\nTransfer/sec:      5.90MB\n";
         assert_eq!(wrk_requests_per_second(out), Some(41234.56));
         assert_eq!(wrk_requests_per_second("garbage"), None);
+        let out = "  2 threads and 32 connections\n  123704 requests in 4.00s, 17.66MB read\n";
+        assert_eq!(wrk_requests(out), Some(123704));
+        assert_eq!(wrk_requests("Requests/sec: 5"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_a_command_name_with_spaces() {
+        let stat = "4242 (ferry (x) y) S 1 4242 4242 0 -1 4194560 1393 0 0 0 250 75 0 0 20 0 2 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(325));
+        assert_eq!(stat_cpu_ticks("4242 (ferry) S 1"), None);
     }
 
     #[test]
