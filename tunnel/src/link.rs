@@ -22,8 +22,8 @@ pub struct Link {
     activity: Arc<Activity>,
 }
 
-/// What tells a link in use from an idle one: the stream halves open on it, and when one
-/// last opened or ended. The nodes' own control streams (hello, updates) are not counted.
+/// What tells a link in use from an idle one: the stream halves open on it, and when the
+/// last of them ended. The nodes' own control streams (hello, updates) are not counted.
 #[derive(Debug)]
 struct Activity {
     /// Open stream halves (a stream counts twice, once per direction), plus [`CLOSING`]
