@@ -161,11 +161,13 @@ impl Lab {
         }
     }
 
-    /// The process ids of a proxy pair: the application's side, then the service's.
-    pub fn pair(&self, target: &str) -> (u32, u32) {
+    /// The process ids of a target's proxy pair: the application's side, then the service's;
+    /// `None` for "direct", which has no proxy to measure.
+    pub fn pair(&self, target: &str) -> Option<(u32, u32)> {
         match target {
-            "haproxy" => (self.haproxy_a.pid(), self.haproxy_b.pid()),
-            _ => (self.ferry_a.pid(), self.ferry_b.pid()),
+            "ferry" => Some((self.ferry_a.pid(), self.ferry_b.pid())),
+            "haproxy" => Some((self.haproxy_a.pid(), self.haproxy_b.pid())),
+            _ => None,
         }
     }
 

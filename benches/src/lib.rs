@@ -21,7 +21,6 @@ mod haproxy;
 mod lab;
 mod load;
 mod machine;
-mod memory;
 mod micro;
 mod netns;
 mod peers;
@@ -30,6 +29,7 @@ mod report;
 mod run;
 pub mod stats;
 pub mod tool_output;
+mod usage;
 
 pub use error::Error;
 pub use run::main;

@@ -11,7 +11,7 @@ use crate::lab::{self, Lab};
 use crate::load::{self, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{chart, datacenters, external, ferry, memory, report};
+use crate::{chart, datacenters, external, ferry, report, usage};
 
 /// Metric names, shared with the report.
 pub mod metric {
@@ -273,7 +273,7 @@ async fn loopback_round(
         if let Some(wrk) = &peers.wrk {
             // What the pair spends on each request: req/s on a shared 2-core machine also
             // reflects where the kernel puts the processes, CPU time does much less.
-            let pair = (target != "direct").then(|| lab.pair(target));
+            let pair = lab.pair(target);
             let before = pair.map(pair_cpu_time).transpose()?;
             match external::wrk(wrk, addr, lab::HTTP_SERVICE, CONNECTIONS, t.measure).await {
                 Ok(run) => {
@@ -358,15 +358,17 @@ async fn loopback_round(
     }
 
     // Memory with 1,000 proxied connections open (proxies only: direct has no proxy).
-    for &target in order.iter().filter(|t| **t != "direct") {
+    for &target in &order {
+        let Some((a, b)) = lab.pair(target) else {
+            continue;
+        };
         let held = load::hold_connections(Lab::entry(target).tcp, HELD).await?;
         // Let the proxies settle (buffers allocated on first read) before reading /proc.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (a, b) = lab.pair(target);
         o.samples
-            .record(metric::RSS_HELD, target, memory::rss_mib(a)?);
+            .record(metric::RSS_HELD, target, usage::rss_mib(a)?);
         o.samples
-            .record(metric::RSS_HELD_B, target, memory::rss_mib(b)?);
+            .record(metric::RSS_HELD_B, target, usage::rss_mib(b)?);
         drop(held);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -375,14 +377,16 @@ async fn loopback_round(
 
 /// The CPU time both processes of a proxy pair have used so far.
 fn pair_cpu_time((a, b): (u32, u32)) -> Result<Duration> {
-    Ok(memory::cpu_time(a)? + memory::cpu_time(b)?)
+    Ok(usage::cpu_time(a)? + usage::cpu_time(b)?)
 }
 
 fn record_rss(samples: &mut Samples, lab: &Lab, a_metric: &str, b_metric: &str) -> Result<()> {
-    for target in ["ferry", "haproxy"] {
-        let (a, b) = lab.pair(target);
-        samples.record(a_metric, target, memory::rss_mib(a)?);
-        samples.record(b_metric, target, memory::rss_mib(b)?);
+    for target in lab::TARGETS {
+        let Some((a, b)) = lab.pair(target) else {
+            continue;
+        };
+        samples.record(a_metric, target, usage::rss_mib(a)?);
+        samples.record(b_metric, target, usage::rss_mib(b)?);
     }
     Ok(())
 }

@@ -173,8 +173,15 @@ pub struct RequestHeadRef<'a> {
 impl RequestHeadRef<'_> {
     /// Appends the frame to `out`, growing it once, by exactly the frame's size.
     pub fn encode(&self, out: &mut BytesMut) {
-        let len = 5 + 2 + 1 + self.method.as_str().len() + 2 + self.path.len() + 2;
-        out.reserve(len + self.authority.len() + headers_len(self.headers));
+        // Type and length, version and flags, then method, path and authority behind their
+        // lengths (u8, u16, u16), then the headers.
+        out.reserve(
+            5 + 2
+                + (1 + self.method.as_str().len())
+                + (2 + self.path.len())
+                + (2 + self.authority.len())
+                + headers_len(self.headers),
+        );
         let at = begin(out, REQUEST);
         out.put_u8(version_code(self.version));
         out.put_u8(self.flags);
