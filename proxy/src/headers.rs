@@ -21,12 +21,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
+    // The names `Connection` lists. The usual `keep-alive` (removed below anyway) and `close`
+    // (not a header) are skipped by their text: each would cost an allocated `HeaderName`, on
+    // nearly every HTTP/1.1 response.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .filter(|name| !(upgrade && name == header::UPGRADE))
         .collect();
     for name in named {
@@ -39,7 +44,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    let upgrade_value = upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -49,7 +56,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if te_trailers {
         headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
     }
-    if let (true, Some(value)) = (upgrade, upgrade_value) {
+    if let Some(value) = upgrade_value {
         headers.insert(
             header::CONNECTION,
             http::HeaderValue::from_static("upgrade"),
@@ -99,6 +106,30 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(h.get("keep-alive").is_none());
+    }
+
+    #[test]
+    fn connection_close_and_keep_alive_go_and_other_headers_stay() {
+        for value in [
+            "keep-alive",
+            "close",
+            "Keep-Alive, Close",
+            " close , x-secret",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("connection", value.parse().expect("valid"));
+            h.insert("keep-alive", "timeout=5".parse().expect("valid"));
+            h.insert("x-secret", "1".parse().expect("valid"));
+            h.insert("x-kept", "1".parse().expect("valid"));
+            strip_hop_by_hop(&mut h, false);
+            assert!(h.get("connection").is_none() && h.get("keep-alive").is_none());
+            assert_eq!(
+                h.get("x-secret").is_some(),
+                !value.contains("x-secret"),
+                "{value}"
+            );
+            assert_eq!(h["x-kept"], "1");
+        }
     }
 
     #[test]
