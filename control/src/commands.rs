@@ -99,8 +99,8 @@ fn traffic_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 /// the first of them: the next node waits for all of it, then works while this one waits,
 /// and the pair moves in lock-step. With 8, the next node starts on the first few requests
 /// while this one serves the rest. On two cores under that load, idle CPU fell from 22% to
-/// 15%, at the same CPU per request (one more `epoll_wait` per 8 requests, smaller GSO
-/// batches), and p99 at a fixed rate fell by a third or more (docs/architecture.md).
+/// 15% at the same CPU per request (one more `epoll_wait` per 8 requests, smaller GSO
+/// batches), and tail latency at a fixed rate fell: figures in docs/architecture.md.
 const IO_EVENTS_PER_TICK: usize = 8;
 
 fn run(args: RunArgs) -> ExitCode {
