@@ -44,9 +44,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    let upgrade_value = upgrade
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten();
+    let upgrade_value = headers.get(header::UPGRADE).filter(|_| upgrade).cloned();
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
