@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::http::assert_sse_streamed;
 use support::{
-    assert_ferry_error, curl, get, greeter_node, require_tool, run, wait_upstream_error,
-    without_proxy,
+    assert_ferry_error, curl, eventually, get, greeter_node, require_tool, run,
+    wait_upstream_error, without_proxy,
 };
 
 #[test]
@@ -186,4 +186,30 @@ fn upstream_connections_are_pooled_and_reused() {
         (1..=3).contains(&connections),
         "the backend served ten requests on {connections} connections"
     );
+}
+
+#[test]
+fn a_connection_the_workload_closed_while_idle_is_not_used_again() {
+    require_tool("curl");
+    let (backend, node) = greeter_node("");
+    let first = get(node.outbound, "greeter", "/idle-close?ms=200").expect("curl runs");
+    assert_eq!(first.status, 200, "{first:?}");
+    // The workload closes that connection while it sits in Ferry's pool, as a server's idle
+    // timeout does. The next calls must go out on a new connection, not fail on the old one.
+    // They are POSTs with a body: the retry layer does not send those twice, so only the pool
+    // can make them good.
+    eventually(Duration::from_secs(10), || {
+        let closed = get(backend.address, "greeter", "/idle-closed")?;
+        match closed.body.trim() {
+            "1" => Ok(()),
+            other => Err(format!("the workload has closed {other} connections")),
+        }
+    });
+    let url = format!("http://{}/echo", node.outbound);
+    for n in 0..3 {
+        let body = format!("call {n} after the idle close");
+        let next = curl(&[&url, "-H", "Host: greeter", "--data-binary", &body]);
+        assert_eq!(next.status, 200, "{body}: {next:?}");
+        assert_eq!(next.body, body, "{body}: the echo differs");
+    }
 }

@@ -1,23 +1,24 @@
-//! Pooled connections to upstream addresses: one HTTP/1.1 pool and one HTTP/2 pool, each
-//! keyed by address, reused across calls.
+//! Pooled connections to upstream addresses, reused across calls: HTTP/1.1 by Ferry's own
+//! pool (`pool.rs`), HTTP/2 by hyper_util's client, which multiplexes calls on one connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-use http::{header, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use ferry_tunnel::Protocol;
 
-use crate::body::Body;
+use crate::body::{self, Body};
+use crate::pool::Http1Pool;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an upstream connection may sit unused before it is closed.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -27,8 +28,8 @@ pub struct UpstreamError {
     pub reason: String,
 }
 
-/// Clients for local and plain-address endpoints. Cloned for every call, so the clients sit
-/// behind one `Arc`: a hyper client's own clone touches about a dozen.
+/// Clients for local and plain-address endpoints. Cloned for every call, so they sit behind
+/// one `Arc`.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
     clients: Arc<Clients>,
@@ -36,7 +37,7 @@ pub struct Upstreams {
 
 #[derive(Debug)]
 struct Clients {
-    http1: Client<HttpConnector, Body>,
+    http1: Arc<Http1Pool>,
     http2: Client<HttpConnector, Body>,
 }
 
@@ -52,15 +53,17 @@ impl Upstreams {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.enforce_http(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
+        let http2 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new());
-        let http1 = builder.build(connector.clone());
-        let http2 = builder.http2_only(true).build(connector);
+            .timer(TokioTimer::new())
+            .http2_only(true)
+            .build(connector);
         Upstreams {
-            clients: Arc::new(Clients { http1, http2 }),
+            clients: Arc::new(Clients {
+                http1: Arc::default(),
+                http2,
+            }),
         }
     }
 
@@ -71,10 +74,23 @@ impl Upstreams {
         &self,
         addr: SocketAddr,
         protocol: Protocol,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        if protocol == Protocol::Grpc || crate::error::is_grpc(&request) {
+            self.send_http2(addr, request).await
+        } else {
+            self.clients
+                .http1
+                .send(addr, origin_form(addr, request))
+                .await
+        }
+    }
+
+    async fn send_http2(
+        &self,
+        addr: SocketAddr,
         mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let http2 = protocol == Protocol::Grpc || crate::error::is_grpc(&request);
-        let original = request.uri().authority().cloned();
+    ) -> Result<Response<Body>, UpstreamError> {
         let mut parts = request.uri().clone().into_parts();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority =
@@ -85,35 +101,48 @@ impl Upstreams {
                 })?,
             );
         if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         *request.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError {
             connect: true,
             reason: e.to_string(),
         })?;
-        let client = if http2 {
-            *request.version_mut() = Version::HTTP_2;
-            request.headers_mut().remove(header::HOST);
-            &self.clients.http2
-        } else {
-            // Keep the name the caller used: servers with virtual hosts route by it.
-            if let (false, Some(authority)) =
-                (request.headers().contains_key(header::HOST), original)
-            {
-                if let Ok(value) = authority.as_str().parse() {
-                    request.headers_mut().insert(header::HOST, value);
-                }
-            }
-            if request.version() == Version::HTTP_2 {
-                *request.version_mut() = Version::HTTP_11;
-            }
-            &self.clients.http1
-        };
-        client.request(request).await.map_err(|e| UpstreamError {
-            connect: e.is_connect(),
-            reason: error_chain(&e),
-        })
+        *request.version_mut() = Version::HTTP_2;
+        request.headers_mut().remove(header::HOST);
+        match self.clients.http2.request(request).await {
+            Ok(response) => Ok(response.map(body::boxed)),
+            Err(e) => Err(UpstreamError {
+                connect: e.is_connect(),
+                reason: error_chain(&e),
+            }),
+        }
     }
+}
+
+/// An HTTP/1.1 request as a server expects it: the path alone on the request line, and the
+/// name the caller used in `Host` (servers with virtual hosts route by it), else the address.
+fn origin_form(addr: SocketAddr, mut request: Request<Body>) -> Request<Body> {
+    if !request.headers().contains_key(header::HOST) {
+        let host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()),
+            None => HeaderValue::try_from(addr.to_string()),
+        };
+        if let Ok(host) = host {
+            request.headers_mut().insert(header::HOST, host);
+        }
+    }
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
+    }
+    if request.version() == Version::HTTP_2 {
+        *request.version_mut() = Version::HTTP_11;
+    }
+    request
 }
 
 /// An error and its causes on one line: hyper's top-level messages alone say little.

@@ -12,7 +12,7 @@ use tracing::debug;
 
 use ferry_tunnel::{StreamHeader, StreamKind};
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::call::{Call, CallError};
 use crate::client::Upstreams;
 use crate::directory::{Endpoint, Target};
@@ -132,7 +132,7 @@ async fn forward(
                     }
                 });
             }
-            Ok(response.map(body::boxed))
+            Ok(response)
         }
         Target::Node { peer, .. } => {
             let header = StreamHeader {

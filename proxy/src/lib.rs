@@ -24,6 +24,7 @@ mod headers;
 mod inbound;
 mod metrics;
 mod outbound;
+mod pool;
 mod remote;
 mod retry;
 mod splice;

@@ -244,7 +244,7 @@ pub(crate) async fn serve(
                 }
                 return status;
             }
-            respond(response.map(body::boxed), writer, 0).await
+            respond(response, writer, 0).await
         }
     }
 }

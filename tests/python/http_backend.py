@@ -12,6 +12,9 @@ Prints "READY <port>" once listening. Routes:
   GET  /reset           headers promising 1000 bytes, 10 bytes, then a TCP reset
   GET  /seen            every request path seen so far, one a line
   GET  /connections?path=P   how many TCP connections carried a request whose path starts with P
+  GET  /idle-close?ms=N  200 with keep-alive, then closes the connection N ms later, as a
+                         server's idle timeout does
+  GET  /idle-closed     how many connections /idle-close has closed so far
 Keep-alive with Content-Length (chunked for /sse), so a proxy can pool connections to it.
 """
 import socket
@@ -31,6 +34,7 @@ seen = []  # request paths, in arrival order
 health = {"ok": True}  # what /healthz answers; toggled by POST /health/fail and /health/ok
 connection_paths = {}  # connection id -> paths served on it
 next_connection = [0]
+idle_closed = [0]  # connections closed by /idle-close
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -93,6 +97,17 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "/seen":
             with lock:
                 self.reply(200, "".join(p + "\n" for p in seen))
+        elif route == "/idle-close":
+            self.reply(200, f"closing this connection soon, {NAME}\n")
+            self.wfile.flush()
+            time.sleep(int(query.get("ms", ["100"])[0]) / 1000)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            with lock:
+                idle_closed[0] += 1
+        elif route == "/idle-closed":
+            with lock:
+                self.reply(200, f"{idle_closed[0]}\n")
         elif route == "/connections":
             prefix = query.get("path", ["/"])[0]
             with lock:
