@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_proxy::{Directory, Endpoint, EndpointId, Resolution, ServiceName, Target};
-use ferry_tunnel::{Network, Protocol};
+use ferry_tunnel::{service_key, Network, Protocol};
 
 use crate::registry::RegistryCache;
 use crate::services::LocalServices;
@@ -54,8 +54,7 @@ impl Directory for NodeDirectory {
                     healthy: service.healthy(),
                 });
             }
-            let service = name.service.to_ascii_lowercase();
-            for record in self.registry.addresses(&service) {
+            for record in self.registry.addresses(&service_key(&name.service)) {
                 endpoints.push(Endpoint {
                     id: EndpointId::Address(record.address),
                     target: Target::Address(record.address),
@@ -92,8 +91,8 @@ impl Directory for NodeDirectory {
         self.local.get(service).map(|s| (s.address(), s.protocol()))
     }
 
-    fn datacenter(&self) -> String {
-        self.datacenter.clone()
+    fn datacenter(&self) -> &str {
+        &self.datacenter
     }
 
     fn unreachable(&self, service: &str, address: SocketAddr) {

@@ -91,9 +91,19 @@ fn random(bound: usize) -> usize {
 impl Balancer {
     /// Picks one of `candidates`, or `None` if there are none.
     pub fn pick<'a>(&self, candidates: &'a [Endpoint]) -> Option<&'a Endpoint> {
+        Some(&candidates[self.pick_index(candidates)?])
+    }
+
+    /// [`Balancer::pick`], taking the endpoint out of `candidates` rather than cloning it.
+    pub fn pick_owned(&self, mut candidates: Vec<Endpoint>) -> Option<Endpoint> {
+        let index = self.pick_index(&candidates)?;
+        Some(candidates.swap_remove(index))
+    }
+
+    fn pick_index(&self, candidates: &[Endpoint]) -> Option<usize> {
         match candidates.len() {
             0 => None,
-            1 => candidates.first(),
+            1 => Some(0),
             n => {
                 let a = random(n);
                 let b = (a + 1 + random(n - 1)) % n;
@@ -103,8 +113,11 @@ impl Balancer {
                         .get(&e.id)
                         .map_or(DEFAULT_RTT.as_nanos() as f64, Load::cost)
                 };
-                let (ea, eb) = (&candidates[a], &candidates[b]);
-                Some(if cost(ea) <= cost(eb) { ea } else { eb })
+                Some(if cost(&candidates[a]) <= cost(&candidates[b]) {
+                    a
+                } else {
+                    b
+                })
             }
         }
     }
@@ -216,8 +229,7 @@ where
                 .await
                 .and_then(|eligible| {
                     balancer
-                        .pick(&eligible)
-                        .cloned()
+                        .pick_owned(eligible)
                         .ok_or_else(|| ProxyError::NoHealthyEndpoint {
                             service: call.name().to_string(),
                         })

@@ -78,7 +78,7 @@ pub trait Directory: Send + Sync + 'static {
     /// A service this node fronts: its address and protocol, for calls peers forward here.
     fn local_service(&self, service: &str) -> Option<(SocketAddr, Protocol)>;
     /// The datacenter this node is in, which routing prefers.
-    fn datacenter(&self) -> String;
+    fn datacenter(&self) -> &str;
     /// Asked when [`Directory::resolve`] found nothing: a future that ends once an answer
     /// still on its way has come (a registry asked about a name for the first time, a node
     /// just discovered whose routes have not arrived), after which `resolve` is asked again.
@@ -116,43 +116,37 @@ pub(crate) async fn candidates(
         Resolution::Endpoints(endpoints) => endpoints,
     };
     let local_dc = directory.datacenter();
-    let untried: Vec<Endpoint> = endpoints
-        .iter()
-        .filter(|e| !tried.contains(&e.id))
-        .cloned()
-        .collect();
-    eligible(&untried, &local_dc)
-        .or_else(|| eligible(&endpoints, &local_dc))
-        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-            service: name.to_string(),
-        })
+    if !tried.is_empty() {
+        let untried: Vec<Endpoint> = endpoints
+            .iter()
+            .filter(|e| !tried.contains(&e.id))
+            .cloned()
+            .collect();
+        if let Some(eligible) = eligible(untried, local_dc) {
+            return Ok(eligible);
+        }
+    }
+    eligible(endpoints, local_dc).ok_or_else(|| ProxyError::NoHealthyEndpoint {
+        service: name.to_string(),
+    })
 }
 
 /// The endpoints a call may go to, by SPEC's rule: healthy ones in the local datacenter;
 /// when there are none, healthy ones in the nearest datacenter that has any. `None` when no
-/// endpoint is healthy.
-pub fn eligible(endpoints: &[Endpoint], local_dc: &str) -> Option<Vec<Endpoint>> {
-    let healthy: Vec<&Endpoint> = endpoints.iter().filter(|e| e.healthy).collect();
-    let local: Vec<Endpoint> = healthy
-        .iter()
-        .filter(|e| e.datacenter == local_dc)
-        .map(|e| (*e).clone())
-        .collect();
-    if !local.is_empty() {
-        return Some(local);
+/// endpoint is healthy. Filters in place: it runs on every call.
+pub fn eligible(mut endpoints: Vec<Endpoint>, local_dc: &str) -> Option<Vec<Endpoint>> {
+    endpoints.retain(|e| e.healthy);
+    if endpoints.iter().any(|e| e.datacenter == local_dc) {
+        endpoints.retain(|e| e.datacenter == local_dc);
+        return Some(endpoints);
     }
-    let nearest = healthy
+    let nearest = endpoints
         .iter()
         .min_by_key(|e| e.distance())?
         .datacenter
         .clone();
-    Some(
-        healthy
-            .into_iter()
-            .filter(|e| e.datacenter == nearest)
-            .cloned()
-            .collect(),
-    )
+    endpoints.retain(|e| e.datacenter == nearest);
+    Some(endpoints)
 }
 
 #[cfg(test)]
@@ -183,13 +177,13 @@ mod tests {
     #[test]
     fn local_healthy_endpoints_come_first() {
         let eps = [ep(1, "dc1", true), ep(2, "dc2", true), ep(3, "dc1", false)];
-        assert_eq!(ports(eligible(&eps, "dc1")), Some(vec![1]));
+        assert_eq!(ports(eligible(eps.to_vec(), "dc1")), Some(vec![1]));
     }
 
     #[test]
     fn another_datacenter_serves_when_no_local_endpoint_is_healthy() {
         let eps = [ep(1, "dc1", false), ep(2, "dc2", true)];
-        assert_eq!(ports(eligible(&eps, "dc1")), Some(vec![2]));
+        assert_eq!(ports(eligible(eps.to_vec(), "dc1")), Some(vec![2]));
     }
 
     /// A directory holding a fixed list of endpoints, seen from dc1.
@@ -202,8 +196,8 @@ mod tests {
         fn local_service(&self, _: &str) -> Option<(SocketAddr, Protocol)> {
             None
         }
-        fn datacenter(&self) -> String {
-            "dc1".into()
+        fn datacenter(&self) -> &str {
+            "dc1"
         }
     }
 
@@ -240,7 +234,7 @@ mod tests {
 
     #[test]
     fn nothing_healthy_is_none() {
-        assert!(eligible(&[ep(1, "dc1", false)], "dc1").is_none());
-        assert!(eligible(&[], "dc1").is_none());
+        assert!(eligible(vec![ep(1, "dc1", false)], "dc1").is_none());
+        assert!(eligible(vec![], "dc1").is_none());
     }
 }

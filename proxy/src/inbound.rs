@@ -32,7 +32,7 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
             let status = remote::serve(stream, &header.service, directory, upstreams).await;
             metrics::request(
                 &header.service,
-                &directory.datacenter(),
+                directory.datacenter(),
                 status.as_u16(),
                 Direction::Inbound,
                 started.elapsed(),

@@ -40,7 +40,7 @@ pub use network::{
     StreamHandler,
 };
 pub use noise::{HandshakeData, Trust};
-pub use route::Route;
+pub use route::{service_key, Route};
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
 pub use transport::Transport;
 pub use update::{Advert, Update};

@@ -1,5 +1,6 @@
 //! A route — one way to reach a service — and the index that finds a service's routes fast.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -20,6 +21,16 @@ pub struct Route {
     pub metric: Duration,
     /// The neighbor the route was learned through, when it is not the node itself.
     pub via: Option<PublicKey>,
+}
+
+/// A service name as indexes keep it: lowercased, allocating only when it has capitals, since
+/// every call looks one up and names are almost always lowercase already.
+pub fn service_key(service: &str) -> Cow<'_, str> {
+    if service.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(service.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(service)
+    }
 }
 
 /// Which nodes front each service, by lowercased name: a lookup on every request must not
@@ -58,7 +69,7 @@ impl ServiceIndex {
     /// The nodes that front `service`.
     pub(crate) fn nodes(&self, service: &str) -> impl Iterator<Item = &PublicKey> {
         self.nodes
-            .get(&service.to_ascii_lowercase())
+            .get(service_key(service).as_ref())
             .into_iter()
             .flatten()
     }
