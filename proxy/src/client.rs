@@ -10,13 +10,14 @@ use http::{header, HeaderValue, Request, Response, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpStream;
 
 use ferry_tunnel::Protocol;
 
 use crate::body::{self, Body};
 use crate::pool::Http1Pool;
 
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an upstream connection may sit unused before it is closed.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -143,6 +144,17 @@ fn origin_form(addr: SocketAddr, mut request: Request<Body>) -> Request<Body> {
         *request.version_mut() = Version::HTTP_11;
     }
     request
+}
+
+/// A TCP connection to an upstream address, given up after [`CONNECT_TIMEOUT`], with Nagle's
+/// algorithm off: proxied requests and answers are small and must leave at once.
+pub(crate) async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream, String> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 /// An error and its causes on one line: hyper's top-level messages alone say little.

@@ -1,19 +1,16 @@
 //! The inbound side: streams peers opened, delivered to this node's local services.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind};
 
-use crate::client::Upstreams;
+use crate::client::{connect_tcp, Upstreams};
 use crate::directory::Directory;
 use crate::metrics::{self, Direction};
 use crate::remote;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The handler for the streams peers open: each is served on the task that read its header.
 pub fn inbound_handler(directory: Arc<dyn Directory>, upstreams: Upstreams) -> StreamHandler {
@@ -44,16 +41,15 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
                 stream.reset();
                 return;
             };
-            let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => tcp,
-                _ => {
-                    debug!(service = %header.service, %addr, "local service unreachable");
+            let tcp = match connect_tcp(addr).await {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    debug!(service = %header.service, %error, "local service unreachable");
                     directory.unreachable(&header.service, addr);
                     stream.reset();
                     return;
                 }
             };
-            let _ = tcp.set_nodelay(true);
             metrics::tcp_connection(&header.service, Direction::Inbound);
             remote::splice(stream, Default::default(), tcp).await;
         }

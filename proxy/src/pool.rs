@@ -18,11 +18,10 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::body::{self, Body, BoxError};
-use crate::client::{error_chain, UpstreamError, CONNECT_TIMEOUT, IDLE_TIMEOUT};
+use crate::client::{connect_tcp, error_chain, UpstreamError, IDLE_TIMEOUT};
 
 #[derive(Debug, Default)]
 pub(crate) struct Http1Pool {
@@ -108,12 +107,7 @@ impl Http1Pool {
             connect: true,
             reason,
         };
-        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(refused(format!("tcp connect error: {e}"))),
-            Err(_) => return Err(refused("tcp connect timed out".into())),
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(addr).await.map_err(refused)?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(tcp))
             .await

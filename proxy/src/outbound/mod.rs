@@ -15,7 +15,7 @@ use ferry_tunnel::{StreamHeader, StreamKind, TunnelStream};
 use tower::retry::Retry;
 
 use crate::balance::{Balance, Balancer};
-use crate::client::Upstreams;
+use crate::client::{connect_tcp, Upstreams};
 use crate::deadline::Deadline;
 use crate::directory::{candidates, Directory, Endpoint, EndpointId, Target};
 use crate::error::ProxyError;
@@ -30,9 +30,6 @@ pub(crate) fn feed_framing_guard(data: &[u8]) {
     framing::fuzz(data);
 }
 pub use self::tcp::serve_tcp_outbound;
-
-/// How long a TCP connection to an endpoint may take to open.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Per-call settings that a config reload may change.
 #[derive(Clone, Debug)]
@@ -154,14 +151,7 @@ pub(crate) enum Upstream {
 
 async fn open_stream(endpoint: &Endpoint, name: &ServiceName) -> Result<Upstream, String> {
     match &endpoint.target {
-        Target::Address(addr) => {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("connect to {addr} timed out"))?
-                .map_err(|e| format!("connect to {addr}: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            Ok(Upstream::Direct(stream))
-        }
+        Target::Address(addr) => Ok(Upstream::Direct(connect_tcp(*addr).await?)),
         Target::Node { peer, node, .. } => {
             let header = StreamHeader {
                 kind: StreamKind::Tcp,
