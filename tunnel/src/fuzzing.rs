@@ -15,12 +15,12 @@ pub fn handshake(data: &[u8]) {
 }
 
 /// Decodes a relay datagram as a gateway would; whatever decodes must encode back to the same
-/// bytes, so a gateway never forwards anything but what it read.
+/// bytes, so a gateway never forwards anything but what it read (less one hop).
 pub fn relay_datagram(data: &[u8]) {
     use crate::relay::datagram;
     if let Ok(relayed) = datagram::decode(data) {
         assert_eq!(
-            datagram::encode(&relayed.dst, &relayed.src, relayed.packet),
+            datagram::encode(&relayed.dst, &relayed.src, relayed.hops, relayed.packet),
             data
         );
     }

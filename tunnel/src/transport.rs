@@ -58,13 +58,13 @@ const INNER_MTU: u16 = 1200;
 ///
 /// ```text
 ///   1,200  inner packet (INNER_MTU)
-/// +    65  relay header (version, two keys)
+/// +    66  relay header (version, hops left, two keys)
 /// +     1  short header flags
 /// +     8  destination connection ID (quinn's default length)
 /// +     4  packet number (at most)
 /// +    16  AEAD tag (AES-GCM or ChaCha20-Poly1305)
 /// +     9  DATAGRAM frame type and length (quinn's bound)
-/// = 1,303  smallest payload that works
+/// = 1,304  smallest payload that works
 /// ```
 ///
 /// 1,400 leaves ~100 bytes to spare and is 1,428 bytes on the wire over IPv4, 1,448 over IPv6:

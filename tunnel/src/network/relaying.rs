@@ -22,7 +22,8 @@ use crate::Error;
 impl Shared {
     /// Sends an inner packet of this node's toward `dst`.
     pub(super) fn send_relayed(&self, dst: PublicKey, packet: Bytes) {
-        self.forward(&dst, datagram::encode(&dst, &self.key, &packet), None);
+        let datagram = datagram::encode(&dst, &self.key, datagram::MAX_HOPS, &packet);
+        self.forward(&dst, datagram, None);
     }
 
     /// Sends a datagram for `dst` on the link to it, else to the next hop the table names;
@@ -91,7 +92,10 @@ pub(super) async fn carry(shared: Arc<Shared>, link: Link, neighbor: Neighbor) {
         if dst == shared.key {
             shared.relay.deliver(src, bytes.slice(HEADER_LEN..));
         } else if shared.gateway {
-            shared.forward(&dst, bytes, Some(&neighbor.key));
+            match datagram::spend_hop(bytes) {
+                Some(bytes) => shared.forward(&dst, bytes, Some(&neighbor.key)),
+                None => debug!(%dst, %src, "relay datagram out of hops: a routing loop?"),
+            }
         }
     }
 }

@@ -183,8 +183,8 @@ async fn an_inner_session_survives_loss_and_reordering() {
     assert!(largest <= 1200, "an inner packet of {largest} bytes");
 }
 
-/// A gateway's forwarding, as the network will do it: read each datagram's header and send the
-/// datagram, unchanged, on the link to its destination. It holds no inner endpoint and no keys
+/// A gateway's forwarding, as the network does it: read each datagram's header and send the
+/// datagram, one hop spent, on the link to its destination. It holds no inner endpoint and no keys
 /// of the inner session.
 async fn run_gateway(
     gateway: Transport,
@@ -210,7 +210,7 @@ async fn run_gateway(
                     .expect("not poisoned")
                     .get(&relayed.dst)
                     .cloned();
-                if let Some(next) = next {
+                if let (Some(next), Some(bytes)) = (next, datagram::spend_hop(bytes)) {
                     if next.send_datagram(bytes).is_ok() {
                         forwarded.fetch_add(1, Ordering::Relaxed);
                     }
@@ -227,7 +227,7 @@ fn relay_over(outers: &[Link], me: PublicKey) -> Relay {
     let routes = outers.to_vec();
     let relay = Relay::new(Arc::new(move |dst, packet| {
         if let Some(link) = routes.iter().find(|link| !link.is_closed()) {
-            let _ = link.send_datagram(datagram::encode(&dst, &me, &packet));
+            let _ = link.send_datagram(datagram::encode(&dst, &me, datagram::MAX_HOPS, &packet));
         }
     }));
     for outer in outers {
@@ -501,7 +501,12 @@ async fn an_inner_stream_survives_the_loss_of_its_gateway() {
 
 #[test]
 fn garbage_and_truncated_datagrams_are_refused() {
-    let good = datagram::encode(&PublicKey([1; 32]), &PublicKey([2; 32]), &[7; 100]);
+    let good = datagram::encode(
+        &PublicKey([1; 32]),
+        &PublicKey([2; 32]),
+        datagram::MAX_HOPS,
+        &[7; 100],
+    );
     assert!(datagram::decode(&good[..HEADER_LEN - 10]).is_err());
     assert!(datagram::decode(&good[..HEADER_LEN]).is_err());
     assert!(
