@@ -93,3 +93,42 @@ fn deadline_fails_deadline_exceeded() {
         "a 1 s deadline answered after {took:?}"
     );
 }
+
+#[test]
+fn calls_to_a_restarted_workload_go_out_on_a_new_connection() {
+    let backend = Backend::grpc("grpc-restarted");
+    // Health checked rarely, so that Ferry goes on routing to the workload across its restart
+    // and the calls below are what find its old connection closed.
+    let node = Node::builder("solo-grpc-restart")
+        .raw(&format!(
+            "[[service]]\nname = \"greeter\"\naddress = \"{}\"\nprotocol = \"grpc\"\n\
+             health = {{ interval = \"60s\" }}\n",
+            backend.address
+        ))
+        .start();
+    wait_ready(&node);
+    eventually(Duration::from_secs(20), || {
+        let outcome = grpc_call(node.outbound, "greeter", "SayHello", &["warmup"]);
+        match outcome.code.as_str() {
+            "OK" => Ok(()),
+            _ => Err(format!("SayHello: {outcome:?}")),
+        }
+    });
+    let address = backend.address;
+    drop(backend);
+    let _backend = Backend::grpc_at("grpc-restarted", address);
+    // Eight calls at once; none may fail on the connection the old process left behind.
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| grpc_call(node.outbound, "greeter", "SayHello", &["again"])))
+            .collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().expect("the call's thread ends"))
+            .collect()
+    });
+    for outcome in &outcomes {
+        assert_eq!(outcome.code, "OK", "{outcome:?}");
+        assert_eq!(outcome.replies, ["hello again"]);
+    }
+}

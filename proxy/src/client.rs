@@ -1,25 +1,20 @@
-//! Pooled connections to upstream addresses, reused across calls: HTTP/1.1 by Ferry's own
-//! pool (`pool.rs`), HTTP/2 by hyper_util's client, which multiplexes calls on one connection.
+//! Calls to upstream addresses, over pooled connections (`pool/`): HTTP/1.1 for most, h2c for
+//! gRPC.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
 use ferry_tunnel::Protocol;
 
-use crate::body::{self, Body};
-use crate::pool::Http1Pool;
+use crate::body::Body;
+use crate::pool::{Http1Pool, Http2Pool};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an upstream connection may sit unused before it is closed.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why an upstream call failed.
 #[derive(Debug)]
@@ -36,10 +31,10 @@ pub struct Upstreams {
     clients: Arc<Clients>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Clients {
     http1: Arc<Http1Pool>,
-    http2: Client<HttpConnector, Body>,
+    http2: Arc<Http2Pool>,
 }
 
 impl Default for Upstreams {
@@ -50,21 +45,8 @@ impl Default for Upstreams {
 
 impl Upstreams {
     pub fn new() -> Upstreams {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.enforce_http(true);
-        let http2 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(true)
-            .build(connector);
         Upstreams {
-            clients: Arc::new(Clients {
-                http1: Arc::default(),
-                http2,
-            }),
+            clients: Arc::default(),
         }
     }
 
@@ -78,44 +60,12 @@ impl Upstreams {
         request: Request<Body>,
     ) -> Result<Response<Body>, UpstreamError> {
         if protocol == Protocol::Grpc || crate::error::is_grpc(&request) {
-            self.send_http2(addr, request).await
+            self.clients.http2.send(addr, request).await
         } else {
             self.clients
                 .http1
                 .send(addr, origin_form(addr, request))
                 .await
-        }
-    }
-
-    async fn send_http2(
-        &self,
-        addr: SocketAddr,
-        mut request: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let mut parts = request.uri().clone().into_parts();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority =
-            Some(
-                Authority::try_from(addr.to_string()).map_err(|e| UpstreamError {
-                    connect: true,
-                    reason: e.to_string(),
-                })?,
-            );
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(PathAndQuery::from_static("/"));
-        }
-        *request.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError {
-            connect: true,
-            reason: e.to_string(),
-        })?;
-        *request.version_mut() = Version::HTTP_2;
-        request.headers_mut().remove(header::HOST);
-        match self.clients.http2.request(request).await {
-            Ok(response) => Ok(response.map(body::boxed)),
-            Err(e) => Err(UpstreamError {
-                connect: e.is_connect(),
-                reason: error_chain(&e),
-            }),
         }
     }
 }

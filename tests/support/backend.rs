@@ -62,6 +62,11 @@ impl Backend {
         Backend::python(netns, "grpc_backend.py", name, free_tcp_port(), None)
     }
 
+    /// The gRPC backend on a given port of 127.0.0.1: a workload restarted where it was.
+    pub fn grpc_at(name: &str, address: SocketAddr) -> Backend {
+        Backend::python(None, "grpc_backend.py", name, address.port(), None)
+    }
+
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
     pub fn websocket(name: &str) -> Backend {
         Backend::python(None, "ws_backend.py", name, free_tcp_port(), None)

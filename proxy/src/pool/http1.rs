@@ -20,8 +20,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
+use super::{resend_or_fail, IDLE_TIMEOUT};
 use crate::body::{self, Body, BoxError};
-use crate::client::{connect_tcp, error_chain, UpstreamError, IDLE_TIMEOUT};
+use crate::client::{connect_tcp, error_chain, UpstreamError};
 
 #[derive(Debug, Default)]
 pub(crate) struct Http1Pool {
@@ -52,15 +53,7 @@ impl Http1Pool {
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.release_on_end(addr, sender, response)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    unsent => {
-                        return Err(UpstreamError {
-                            connect: unsent.is_some(),
-                            reason: error_chain(e.error()),
-                        })
-                    }
-                },
+                Err(e) => request = resend_or_fail(e, reused)?,
             }
         }
     }

@@ -1,0 +1,363 @@
+//! One multiplexed HTTP/2 connection per upstream address, shared by every call to it.
+//!
+//! hyper_util's pooled client did this with the same per-call costs as it had for HTTP/1.1
+//! (an `Authority` formatted, parsed and hashed per call). Here the connection is found by the
+//! `SocketAddr`. Calls that find no live connection wait for one dial instead of each opening
+//! its own, and when that dial fails they all get its error at once: a burst of calls to an
+//! address that does not answer costs one connect timeout, not one per call in turn.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, Request, Response, Uri, Version};
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tracing::debug;
+
+use super::{resend_or_fail, IDLE_TIMEOUT};
+use crate::body::{self, Body};
+use crate::client::{connect_tcp, error_chain, UpstreamError};
+
+#[derive(Debug, Default)]
+pub(crate) struct Http2Pool {
+    upstreams: Mutex<HashMap<SocketAddr, Upstream>>,
+    /// Closes connections no call has used for a while.
+    sweeper: OnceLock<()>,
+    /// Numbers connections, so that a call forgets only the one that failed it.
+    dialed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Upstream {
+    live: Option<Live>,
+    /// Held by the one call that dials; the others wait on it, then find its connection or
+    /// its failure.
+    dialing: Arc<tokio::sync::Mutex<Option<DialFailed>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    id: u64,
+    sender: SendRequest<Body>,
+    /// The address as `:authority`, made once per connection.
+    authority: Authority,
+    used: Instant,
+}
+
+#[derive(Debug)]
+struct DialFailed {
+    at: Instant,
+    reason: String,
+}
+
+impl Http2Pool {
+    /// Sends `request` to `addr` on the shared connection, dialing it when there is none. A
+    /// shared connection that turns out closed before the request left it is forgotten and
+    /// the request sent on a new one.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let arrived = Instant::now();
+        loop {
+            let (live, reused) = match self.live(addr) {
+                Some(live) => (live, true),
+                None => (self.dial(addr, arrived).await?, false),
+            };
+            let Live {
+                id,
+                mut sender,
+                authority,
+                ..
+            } = live;
+            request = absolute_form(request, authority)?;
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response.map(body::boxed)),
+                Err(e) => {
+                    request = resend_or_fail(e, reused)?;
+                    self.forget(addr, id);
+                }
+            }
+        }
+    }
+
+    /// The live connection to `addr`, marked used.
+    fn live(&self, addr: SocketAddr) -> Option<Live> {
+        let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        let live = upstreams.get_mut(&addr)?.live.as_mut()?;
+        if live.sender.is_closed() {
+            return None;
+        }
+        live.used = Instant::now();
+        Some(live.clone())
+    }
+
+    /// Drops the shared connection to `addr` if it is still connection `id`: a newer one
+    /// that another call dialed meanwhile stays.
+    fn forget(&self, addr: SocketAddr, id: u64) {
+        let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(upstream) = upstreams.get_mut(&addr) {
+            if upstream.live.as_ref().is_some_and(|l| l.id == id) {
+                debug!(%addr, "shared upstream connection closed; dialing a new one");
+                upstream.live = None;
+            }
+        }
+    }
+
+    /// Dials `addr`, or waits for the call already dialing it. A call that waited returns the
+    /// failure of a dial that ended after it arrived instead of dialing again at once.
+    async fn dial(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        arrived: Instant,
+    ) -> Result<Live, UpstreamError> {
+        let dialing = {
+            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+            upstreams.entry(addr).or_default().dialing.clone()
+        };
+        let mut failed = dialing.lock().await;
+        if let Some(live) = self.live(addr) {
+            return Ok(live);
+        }
+        if let Some(failure) = failed.as_ref().filter(|f| f.at >= arrived) {
+            return Err(UpstreamError {
+                connect: true,
+                reason: failure.reason.clone(),
+            });
+        }
+        match self.handshake(addr).await {
+            Ok(live) => {
+                *failed = None;
+                let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+                upstreams.entry(addr).or_default().live = Some(live.clone());
+                Ok(live)
+            }
+            Err(reason) => {
+                *failed = Some(DialFailed {
+                    at: Instant::now(),
+                    reason: reason.clone(),
+                });
+                Err(UpstreamError {
+                    connect: true,
+                    reason,
+                })
+            }
+        }
+    }
+
+    async fn handshake(self: &Arc<Self>, addr: SocketAddr) -> Result<Live, String> {
+        let authority = Authority::try_from(addr.to_string()).map_err(|e| e.to_string())?;
+        let tcp = connect_tcp(addr).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%addr, error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        self.sweeper.get_or_init(|| {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        });
+        Ok(Live {
+            id: self.dialed.fetch_add(1, Ordering::Relaxed),
+            sender,
+            authority,
+            used: Instant::now(),
+        })
+    }
+}
+
+/// The request as an HTTP/2 client sends it: `:scheme` and `:authority` from the URI (the
+/// upstream's address, as hyper_util's client set it), so no `Host` header.
+fn absolute_form(
+    mut request: Request<Body>,
+    authority: Authority,
+) -> Result<Request<Body>, UpstreamError> {
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError {
+        connect: true,
+        reason: e.to_string(),
+    })?;
+    *request.version_mut() = Version::HTTP_2;
+    request.headers_mut().remove(header::HOST);
+    Ok(request)
+}
+
+/// Drops connections no call has used for [`IDLE_TIMEOUT`] (their streams still finish) and
+/// the entries of addresses nobody calls any more, until the pool itself is dropped.
+async fn sweep(pool: Weak<Http2Pool>) {
+    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut upstreams = pool.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+        upstreams.retain(|_, upstream| {
+            if upstream
+                .live
+                .as_ref()
+                .is_some_and(|l| l.sender.is_closed() || l.used.elapsed() >= IDLE_TIMEOUT)
+            {
+                upstream.live = None;
+            }
+            // An entry whose dial is under way stays: the dialer will put its connection here.
+            upstream.live.is_some() || Arc::strong_count(&upstream.dialing) > 1
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::*;
+
+    fn call() -> Request<Body> {
+        Request::post("/greeter.Greeter/SayHello")
+            .body(body::boxed(Full::new(Bytes::from_static(b"hi"))))
+            .expect("a valid request")
+    }
+
+    /// An h2c server that answers every request with its body, counting the connections it
+    /// serves. Aborting it closes them all, as a workload's exit does.
+    async fn serve(listener: tokio::net::TcpListener, served: Arc<AtomicUsize>) {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            served.fetch_add(1, Ordering::Relaxed);
+            connections.spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(
+                    TokioIo::new(tcp),
+                    service_fn(|request: Request<hyper::body::Incoming>| async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        Ok::<_, hyper::Error>(Response::new(Full::new(body)))
+                    }),
+                ),
+            );
+        }
+    }
+
+    /// A listener whose accept queue is full, and what fills it. It drops the SYNs of new
+    /// connections, so a dial to it hangs until the client resends its SYN (after 1 s), as to a
+    /// server too busy to accept: that is when calls pile up behind a dial.
+    async fn full_listener() -> (tokio::net::TcpListener, SocketAddr, Vec<TcpStream>) {
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bind");
+        let addr = socket.local_addr().expect("bound");
+        let listener = socket.listen(1).expect("listen");
+        let mut fillers = Vec::new();
+        while let Ok(Ok(tcp)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
+            fillers.push(tcp);
+            assert!(fillers.len() < 64, "the accept queue never filled");
+        }
+        (listener, addr, fillers)
+    }
+
+    /// Takes the fillers off the queue, then serves whatever comes next.
+    async fn make_room(
+        listener: tokio::net::TcpListener,
+        fillers: Vec<TcpStream>,
+    ) -> Arc<AtomicUsize> {
+        for _ in &fillers {
+            let _ = listener.accept().await.expect("a filler");
+        }
+        let served = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(serve(listener, served.clone()));
+        served
+    }
+
+    fn eight_calls(
+        pool: &Arc<Http2Pool>,
+        addr: SocketAddr,
+    ) -> Vec<tokio::task::JoinHandle<Result<Response<Body>, UpstreamError>>> {
+        (0..8)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.send(addr, call()).await })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_wait_for_one_dial_instead_of_each_dialing() {
+        let (listener, addr, fillers) = full_listener().await;
+        let pool = Arc::new(Http2Pool::default());
+        let calls = eight_calls(&pool, addr);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let served = make_room(listener, fillers).await;
+        for call in calls {
+            let response = call.await.expect("the call's task ends").expect("answered");
+            let body = response.into_body().collect().await.expect("a body");
+            assert_eq!(body.to_bytes(), "hi");
+        }
+        assert_eq!(served.load(Ordering::Relaxed), 1, "connections dialed");
+    }
+
+    #[tokio::test]
+    async fn calls_that_waited_on_a_failed_dial_get_its_error_at_once() {
+        // The first dial times out (2 s); the seven calls queued behind it must not then dial
+        // one after another, 2 s each.
+        let (listener, addr, fillers) = full_listener().await;
+        let pool = Arc::new(Http2Pool::default());
+        let started = Instant::now();
+        for call in eight_calls(&pool, addr) {
+            let error = call
+                .await
+                .expect("the call's task ends")
+                .expect_err("timed out");
+            assert!(error.connect, "{error:?}");
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "eight calls failed in {took:?}"
+        );
+        // A call that arrives after the failure dials anew.
+        let served = make_room(listener, fillers).await;
+        pool.send(addr, call())
+            .await
+            .expect("answered once there is room");
+        assert_eq!(served.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_after_the_server_closed_its_connection_dials_a_new_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let served = Arc::new(AtomicUsize::new(0));
+        let server = tokio::spawn(serve(listener, served.clone()));
+        let pool = Arc::new(Http2Pool::default());
+        pool.send(addr, call()).await.expect("answered");
+        // The workload restarts: its connections close and it listens again.
+        server.abort();
+        let _ = server.await;
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+        tokio::spawn(serve(listener, served.clone()));
+        let response = pool.send(addr, call()).await.expect("answered");
+        assert_eq!(response.status(), 200);
+        assert_eq!(served.load(Ordering::Relaxed), 2);
+    }
+}
