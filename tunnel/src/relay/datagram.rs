@@ -81,14 +81,15 @@ pub(crate) fn decode(buf: &[u8]) -> Result<RelayDatagram<'_>, Error> {
 }
 
 /// What a gateway sends on for a datagram it has decoded: the same bytes with one hop fewer,
-/// or `None` when it has no hop left and must be dropped. Copies the datagram only when its
-/// buffer is shared (quinn hands out slices of the packet it received).
+/// or `None` when it has no hop left and must be dropped. A count above [`MAX_HOPS`] is
+/// brought down to it, so a sender cannot buy its datagrams more turns of a loop. Copies the
+/// datagram only when its buffer is shared (quinn hands out slices of the packet it received).
 pub(crate) fn spend_hop(datagram: Bytes) -> Option<Bytes> {
     let hops = datagram.get(HOPS_AT).copied().filter(|&h| h > 0)?;
     let mut out = datagram
         .try_into_mut()
         .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    out[HOPS_AT] = hops - 1;
+    out[HOPS_AT] = hops.min(MAX_HOPS) - 1;
     Some(out.freeze())
 }
 
@@ -160,6 +161,12 @@ mod tests {
             assert_eq!((seen.dst, seen.src, seen.packet), (B, A, &packet[..]));
         }
         assert_eq!(spend_hop(datagram), None, "forwarded with no hop left");
+    }
+
+    #[test]
+    fn a_sender_cannot_give_a_datagram_more_hops_than_the_limit() {
+        let datagram = spend_hop(encode(&B, &A, u8::MAX, &[1; 10])).expect("has hops");
+        assert_eq!(decode(&datagram).expect("decodes").hops, MAX_HOPS - 1);
     }
 
     #[test]
