@@ -85,7 +85,9 @@ impl Peer {
             return shared.dial_relayed(&self.key).await;
         }
         let link = dial::connect(shared, &catalog.address, &self.key).await?;
-        let key = register(shared, &link)?;
+        // Named from the route table at once: `/peers` shows whom a call dialed before the
+        // peer's hello arrives.
+        let key = register(shared, &link, &catalog.node, &catalog.datacenter)?;
         let (running, idle) = (link.clone(), shared.idle_link);
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -33,20 +33,27 @@ pub(super) async fn run_link(
     link: Link,
     dialed: Option<&str>,
 ) -> Result<(), Error> {
-    let key = register(shared, &link)?;
+    // Who is at the far end is known once its hello arrives.
+    let key = register(shared, &link, "", "")?;
     run_registered(shared, link, key, dialed).await
 }
 
 /// Makes a new link available for calls at once, before its hellos are exchanged: a call
-/// that dialed it opens its stream right away.
-pub(super) fn register(shared: &Shared, link: &Link) -> Result<PublicKey, Error> {
+/// that dialed it opens its stream right away. `name` and `datacenter` are what this node
+/// already knows of the peer (empty if nothing); the peer's hello confirms them.
+pub(super) fn register(
+    shared: &Shared,
+    link: &Link,
+    name: &str,
+    datacenter: &str,
+) -> Result<PublicKey, Error> {
     let key = link
         .peer_key()
         .ok_or_else(|| Error::LinkClosed("link has no authenticated peer key".into()))?;
     let entry = LinkEntry {
         link: link.clone(),
-        name: String::new(),
-        datacenter: String::new(),
+        name: name.to_owned(),
+        datacenter: datacenter.to_owned(),
     };
     lock(&shared.links).entry(key).or_default().push(entry);
     Ok(key)
