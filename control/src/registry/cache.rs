@@ -234,14 +234,12 @@ impl RegistryCache {
         if fresh.is_empty() {
             return false;
         }
-        let linked: HashSet<PublicKey> = self
-            .network
-            .peers()
-            .into_iter()
-            .filter(|p| p.state == "up")
-            .filter_map(|p| p.key)
-            .collect();
-        fresh.iter().any(|key| !linked.contains(key))
+        // A node's catalog reaches the route table with its hello, a moment after its link is
+        // up: until then a lookup would find no route to a service the node is about to
+        // announce. So the wait is for the catalog, not the link.
+        fresh
+            .iter()
+            .any(|key| self.network.node_name(key).is_none())
     }
 
     /// Whether the backend answered last time it was asked.
