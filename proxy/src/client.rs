@@ -26,7 +26,7 @@ pub struct UpstreamError {
 
 /// Clients for local and plain-address endpoints. Cloned for every call, so they sit behind
 /// one `Arc`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Upstreams {
     clients: Arc<Clients>,
 }
@@ -37,17 +37,9 @@ struct Clients {
     http2: Arc<Http2Pool>,
 }
 
-impl Default for Upstreams {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Upstreams {
     pub fn new() -> Upstreams {
-        Upstreams {
-            clients: Arc::default(),
-        }
+        Upstreams::default()
     }
 
     /// Sends `request` to `addr`. gRPC services and gRPC calls go over h2c (gRPC needs HTTP/2's

@@ -299,12 +299,28 @@ mod tests {
             .collect()
     }
 
+    /// How many calls hold `addr`'s dial: the one dialing and those waiting on it.
+    fn calls_at_the_dial(pool: &Http2Pool, addr: SocketAddr) -> usize {
+        let upstreams = pool.upstreams.lock().expect("not poisoned");
+        upstreams
+            .get(&addr)
+            .map_or(0, |u| Arc::strong_count(&u.dialing) - 1)
+    }
+
     #[tokio::test]
     async fn concurrent_calls_wait_for_one_dial_instead_of_each_dialing() {
         let (listener, addr, fillers) = full_listener().await;
         let pool = Arc::new(Http2Pool::default());
         let calls = eight_calls(&pool, addr);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Room is made only once every call is in: one dialing, seven waiting on it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while calls_at_the_dial(&pool, addr) < 8 {
+            assert!(
+                Instant::now() < deadline,
+                "the calls never all reached the dial"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let served = make_room(listener, fillers).await;
         for call in calls {
             let response = call.await.expect("the call's task ends").expect("answered");
