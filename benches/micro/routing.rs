@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use ferry_proxy::balance::Balancer;
+use ferry_proxy::balance::PeakEwma;
 use ferry_proxy::{Endpoint, EndpointId, Target};
 use ferry_tunnel::{Advert, Catalog, CatalogEntry, Neighbor, Protocol, PublicKey, Table, Update};
 use std::hint::black_box;
@@ -89,7 +89,7 @@ fn balancer_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("balancer_pick");
     for n in [2u16, 10, 100] {
         let candidates = endpoints(n);
-        let balancer = Balancer::default();
+        let balancer = PeakEwma::default();
         // Give every endpoint a latency figure, as a warm proxy has, so picks read real loads.
         for e in &candidates {
             balancer.start(e.id).done();

@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ferry_proxy::frame::{Frame, RequestHead, ResponseHead};
+use ferry_proxy::codec::{Frame, RequestHead, ResponseHead};
 use ferry_tunnel::{Catalog, CatalogEntry, Protocol, PublicKey, StreamHeader, StreamKind};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use std::hint::black_box;

@@ -153,12 +153,12 @@ fn metrics(state: &NodeState) -> Response<Full<Bytes>> {
     };
     let peers = state.network.peers();
     for s in ["up", "connecting", "down"] {
-        let n = peers.iter().filter(|p| p.state == s).count();
+        let n = peers.iter().filter(|p| p.state.as_str() == s).count();
         metrics::gauge!("ferry_tunnel_peers", "state" => s).set(n as f64);
     }
     for p in &peers {
-        if let (Some(rtt), Some(key)) = (p.rtt, p.key) {
-            metrics::gauge!("ferry_tunnel_rtt_seconds", "peer" => key.to_string())
+        if let Some(rtt) = p.rtt {
+            metrics::gauge!("ferry_tunnel_rtt_seconds", "peer" => p.key.to_string())
                 .set(rtt.as_secs_f64());
         }
     }
@@ -193,7 +193,7 @@ fn status(state: &NodeState) -> Value {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "tunnel": state.addresses.tunnel.to_string(),
         "outbounds": state.addresses.outbounds.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "peers": state.network.peers().iter().filter(|p| p.state == "up").count(),
+        "peers": state.network.peers().iter().filter(|p| p.state.as_str() == "up").count(),
         "services": state.services.list().len(),
         "routes": state.network.routes().len(),
         "registry": state.registry.kind().as_str(),
@@ -208,11 +208,11 @@ fn peers(state: &NodeState) -> Value {
             .into_iter()
             .map(|p| {
                 json!({
-                    "key": p.key.map(|k| k.to_string()),
+                    "key": p.key.to_string(),
                     "name": p.name,
                     "datacenter": p.datacenter,
                     "address": p.address,
-                    "state": p.state,
+                    "state": p.state.as_str(),
                     "rtt_ms": p.rtt.map(|r| r.as_secs_f64() * 1000.0),
                     "path": p.path,
                 })

@@ -64,15 +64,15 @@ impl Directory for NodeDirectory {
                 });
             }
         }
-        for (route, peer) in self
+        for (route, remote) in self
             .network
             .lookup(&name.service, name.datacenter.as_deref())
         {
             endpoints.push(Endpoint {
                 id: EndpointId::Node(route.key),
                 target: Target::Node {
-                    peer,
-                    node: route.node,
+                    remote,
+                    name: route.node,
                     metric: route.metric,
                 },
                 protocol: route.protocol,

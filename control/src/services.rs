@@ -225,7 +225,7 @@ async fn check(service: &LocalService, upstreams: &Upstreams) -> Result<(), Stri
                 let response = upstreams
                     .send(service.address(), service.protocol(), request)
                     .await
-                    .map_err(|e| e.reason)?;
+                    .map_err(|e| e.reason().to_owned())?;
                 let status = response.status();
                 if status.is_success() || status.is_redirection() {
                     Ok(())

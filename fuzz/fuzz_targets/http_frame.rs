@@ -4,5 +4,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = bytes::BytesMut::from(data);
-    while let Ok(Some(_frame)) = ferry_proxy::frame::Frame::decode(&mut buf) {}
+    while let Ok(Some(_frame)) = ferry_proxy::codec::Frame::decode(&mut buf) {}
 });

@@ -1,17 +1,36 @@
-//! The unit that travels down the outbound stack: one call to a service, cheap to clone so
-//! that the retry layer can hold on to it.
+//! What travels down the outbound stacks: one call to a service, cheap to clone so that the
+//! retry layer can hold on to it. An HTTP call ([`Call`]) carries its request; a TCP
+//! connection ([`TcpCall`]) carries nothing but where it goes. The balancer and the retry
+//! layer see both through [`Routed`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{Method, Request};
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{self, Body};
 use crate::directory::EndpointId;
-use crate::error::ProxyError;
 use crate::target::ServiceName;
 
-/// One call, shared by all its tries.
+/// What the balancer and the retry layer need of a call, whatever it carries.
+pub(crate) trait Routed: Clone + Send + 'static {
+    /// The service called.
+    fn name(&self) -> &ServiceName;
+    /// The endpoints earlier tries of this call went to, which a retry avoids while it can.
+    fn tried(&self) -> Vec<EndpointId>;
+    /// Records the endpoint this try goes to.
+    fn trying(&self, endpoint: EndpointId);
+    /// Whether another try has something to send after one that never reached the service.
+    fn can_resend(&self) -> bool;
+    /// Whether a try that may have reached the service can be repeated safely.
+    fn idempotent(&self) -> bool;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One HTTP call, shared by all its tries.
 ///
 /// The request sits in a slot that the first try takes. A try that fails before the request
 /// left this node puts it back, so the next try can send it, body and all. A bodiless request
@@ -34,7 +53,6 @@ struct Shared {
 struct Tries {
     /// The request, until a try takes it; back if it never left.
     request: Option<Request<Body>>,
-    /// The endpoints earlier tries went to, which a retry avoids while it can.
     tried: Vec<EndpointId>,
 }
 
@@ -46,12 +64,12 @@ struct Template {
     headers: http::HeaderMap,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Call {
-    pub fn new(name: ServiceName, request: Request<Body>, upgrade: Option<OnUpgrade>) -> Call {
+    pub(crate) fn new(
+        name: ServiceName,
+        request: Request<Body>,
+        upgrade: Option<OnUpgrade>,
+    ) -> Call {
         use http_body::Body as _;
         // Upgrades are never replayed: the caller's connection is handed over on the first.
         let template = (upgrade.is_none() && request.body().is_end_stream()).then(|| Template {
@@ -74,14 +92,9 @@ impl Call {
         }
     }
 
-    /// The service called.
-    pub fn name(&self) -> &ServiceName {
-        &self.shared.name
-    }
-
     /// The request to send on this try, or `None` if it left on an earlier try and cannot be
     /// rebuilt.
-    pub fn take_request(&self) -> Option<Request<Body>> {
+    pub(crate) fn take_request(&self) -> Option<Request<Body>> {
         lock(&self.shared.tries).request.take().or_else(|| {
             self.shared.template.as_ref().map(|t| {
                 let mut request = Request::new(body::empty());
@@ -95,34 +108,37 @@ impl Call {
     }
 
     /// Puts back a request that never left, for the next try.
-    pub fn give_back(&self, request: Request<Body>) {
+    pub(crate) fn give_back(&self, request: Request<Body>) {
         lock(&self.shared.tries).request = Some(request);
     }
 
-    /// The endpoints earlier tries of this call went to.
-    pub fn tried(&self) -> Vec<EndpointId> {
+    pub(crate) fn take_upgrade(&self) -> Option<OnUpgrade> {
+        lock(&self.shared.upgrade).take()
+    }
+}
+
+impl Routed for Call {
+    fn name(&self) -> &ServiceName {
+        &self.shared.name
+    }
+
+    fn tried(&self) -> Vec<EndpointId> {
         lock(&self.shared.tries).tried.clone()
     }
 
-    /// Records the endpoint this try goes to.
-    pub fn trying(&self, endpoint: EndpointId) {
+    fn trying(&self, endpoint: EndpointId) {
         lock(&self.shared.tries).tried.push(endpoint);
     }
 
-    pub fn take_upgrade(&self) -> Option<OnUpgrade> {
-        lock(&self.shared.upgrade).take()
-    }
-
-    /// Whether another try has a request to send. A call that upgrades never has: the
-    /// caller's side of the upgrade went with the first try.
-    pub fn can_retry(&self) -> bool {
+    /// A call that upgrades never can: the caller's side of the upgrade went with the first
+    /// try.
+    fn can_resend(&self) -> bool {
         !self.shared.upgrading
             && (self.shared.template.is_some() || lock(&self.shared.tries).request.is_some())
     }
 
-    /// Whether a try that may have reached the service can be repeated safely: idempotent
-    /// (RFC 9110 §9.2.2) and rebuilt from its template.
-    pub fn idempotent(&self) -> bool {
+    /// Idempotent by its method (RFC 9110 §9.2.2), and rebuilt from its template.
+    fn idempotent(&self) -> bool {
         self.shared.template.as_ref().is_some_and(|t| {
             matches!(
                 t.method,
@@ -137,20 +153,49 @@ impl Call {
     }
 }
 
-/// Why a try failed, and whether its request ever left this node.
-#[derive(Debug)]
-pub(crate) struct CallError {
-    pub error: ProxyError,
-    /// The request never reached the service: any call whose request can be sent again
-    /// may be tried again.
-    pub unsent: bool,
+/// One TCP connection to a service, shared by all its tries: a try that cannot open a stream
+/// to one endpoint goes to another.
+#[derive(Clone)]
+pub(crate) struct TcpCall {
+    shared: Arc<TcpShared>,
 }
 
-impl From<ProxyError> for CallError {
-    fn from(error: ProxyError) -> Self {
-        CallError {
-            error,
-            unsent: false,
+struct TcpShared {
+    name: ServiceName,
+    tried: Mutex<Vec<EndpointId>>,
+}
+
+impl TcpCall {
+    pub(crate) fn new(name: ServiceName) -> TcpCall {
+        TcpCall {
+            shared: Arc::new(TcpShared {
+                name,
+                tried: Mutex::new(Vec::new()),
+            }),
         }
+    }
+}
+
+impl Routed for TcpCall {
+    fn name(&self) -> &ServiceName {
+        &self.shared.name
+    }
+
+    fn tried(&self) -> Vec<EndpointId> {
+        lock(&self.shared.tried).clone()
+    }
+
+    fn trying(&self, endpoint: EndpointId) {
+        lock(&self.shared.tried).push(endpoint);
+    }
+
+    /// The client's bytes wait in its socket until a stream is open: nothing is lost.
+    fn can_resend(&self) -> bool {
+        true
+    }
+
+    /// A stream that opened carries the connection; there is nothing to repeat.
+    fn idempotent(&self) -> bool {
+        false
     }
 }

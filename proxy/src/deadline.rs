@@ -13,8 +13,8 @@ use http::Response;
 use tower::Service;
 
 use crate::body::Body;
-use crate::call::{Call, CallError};
-use crate::error::ProxyError;
+use crate::call::{Call, Routed};
+use crate::error::{CallError, ProxyError};
 use crate::outbound::OutboundSettings;
 
 /// Applies the per-service deadline from the (reloadable) settings.

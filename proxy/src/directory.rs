@@ -6,24 +6,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use ferry_tunnel::{Peer, Protocol};
+use ferry_tunnel::Protocol;
 
 use crate::error::ProxyError;
-use crate::target::ServiceName;
-
-/// How to reach an endpoint.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// A plain address, dialed directly: a local workload or a service outside the mesh.
-    Address(SocketAddr),
-    /// A Ferry node, reached through the tunnel; it delivers to its own local service.
-    /// `metric` is the route's cost: round-trip times summed along its path.
-    Node {
-        peer: Peer,
-        node: String,
-        metric: Duration,
-    },
-}
+use crate::target::{ServiceName, Target};
 
 /// Names an endpoint across lookups: the balancer keeps its latency figures under it. Cheap
 /// to copy and hash, since every call uses it.
@@ -131,7 +117,7 @@ pub(crate) async fn candidates(
     })
 }
 
-/// The endpoints a call may go to, by SPEC's rule: healthy ones in the local datacenter;
+/// The endpoints a call may go to, by the routing rule: healthy ones in the local datacenter;
 /// when there are none, healthy ones in the nearest datacenter that has any. `None` when no
 /// endpoint is healthy. Filters in place: it runs on every call.
 pub fn eligible(mut endpoints: Vec<Endpoint>, local_dc: &str) -> Option<Vec<Endpoint>> {

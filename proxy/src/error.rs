@@ -1,8 +1,15 @@
-//! The failures Ferry answers itself, exactly as SPEC lists them.
+//! Failures: those Ferry answers itself, as the reference lists them ([`ProxyError`]); and
+//! those of one try of a call, which the retry layer looks at ([`TryError`]).
+//!
+//! One word runs through the proxy for a request that never reached its service:
+//! *unreached*. A connection or tunnel stream that could not be opened, a pooled connection
+//! found closed, a serving node that could not hand the call to its service: the service
+//! cannot have seen the request, so any call whose request can be sent again may be retried.
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::target::ServiceName;
 
 /// A call Ferry could not complete. Each maps to one status, one `ferry-error` value and, for
 /// gRPC callers, one `grpc-status`.
@@ -80,6 +87,71 @@ impl ProxyError {
     }
 }
 
+/// Why one try of a call got no response.
+#[derive(Debug)]
+pub enum TryError {
+    /// The request never reached the service. `request` gives it back, whole, when it never
+    /// left this node, so that the next try can send it, body and all (boxed: failures are
+    /// rare, and a request is large).
+    Unreached {
+        reason: String,
+        request: Option<Box<Request<Body>>>,
+    },
+    /// The request may have reached the service, whose answer did not come.
+    Unanswered { reason: String },
+}
+
+impl TryError {
+    /// An unreached try whose request is gone (a TCP connection has none to give back).
+    pub(crate) fn unreached(reason: impl Into<String>) -> TryError {
+        TryError::Unreached {
+            reason: reason.into(),
+            request: None,
+        }
+    }
+
+    /// What went wrong, in a line.
+    pub fn reason(&self) -> &str {
+        match self {
+            TryError::Unreached { reason, .. } | TryError::Unanswered { reason } => reason,
+        }
+    }
+}
+
+/// Why a call failed, as the layers of the outbound stacks pass it up.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// Ferry answers for the service: no route, no healthy endpoint, a timeout. Never retried.
+    Answer(ProxyError),
+    /// The last try failed.
+    Try(TryError),
+}
+
+impl CallError {
+    /// The answer the caller of `service` gets.
+    pub(crate) fn into_proxy_error(self, service: &ServiceName) -> ProxyError {
+        match self {
+            CallError::Answer(error) => error,
+            CallError::Try(error) => ProxyError::UpstreamFailed {
+                service: service.to_string(),
+                reason: error.reason().to_owned(),
+            },
+        }
+    }
+}
+
+impl From<ProxyError> for CallError {
+    fn from(error: ProxyError) -> Self {
+        CallError::Answer(error)
+    }
+}
+
+impl From<TryError> for CallError {
+    fn from(error: TryError) -> Self {
+        CallError::Try(error)
+    }
+}
+
 /// Only reached if a header above were invalid, which they are not; still, never panic.
 fn fallback() -> Response<Body> {
     let mut response = Response::new(body::empty());
@@ -105,7 +177,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_map_to_spec_statuses_and_codes() {
+    fn errors_map_to_the_documented_statuses_and_codes() {
         let s = || "greeter".to_string();
         let cases = [
             (ProxyError::NoRoute { service: s() }, 503, "no-route"),

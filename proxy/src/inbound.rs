@@ -1,16 +1,29 @@
-//! The inbound side: streams peers opened, delivered to this node's local services.
+//! The inbound side: the streams peers open, delivered to this node's local services. An HTTP
+//! stream is the serving node's half of HTTP over a tunnel stream (the calling half is
+//! `forward/node.rs`): read the request's frames, send it to the local service through the
+//! upstream pools, write the response back as frames. A TCP stream is joined to a new
+//! connection to the service.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
+use http::{header, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
-use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind};
+use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind, StreamWriter, TunnelStream};
 
-use crate::client::{connect_tcp, Upstreams};
+use crate::body::{self, Body};
+use crate::codec::body::{read_body, write_body};
+use crate::codec::{Frame, FrameReader, ResponseHeadRef, END_STREAM, UNDELIVERED, UPGRADE};
 use crate::directory::Directory;
+use crate::error::{is_grpc_headers, ProxyError, TryError};
+use crate::headers::strip_hop_by_hop;
 use crate::metrics::{self, Direction};
-use crate::remote;
+use crate::pool::{connect_tcp, Upstreams};
+use crate::splice::{self, Prefixed};
 
 /// The handler for the streams peers open: each is served on the task that read its header.
 pub fn inbound_handler(directory: Arc<dyn Directory>, upstreams: Upstreams) -> StreamHandler {
@@ -26,7 +39,7 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
     match header.kind {
         StreamKind::Http => {
             let started = Instant::now();
-            let status = remote::serve(stream, &header.service, directory, upstreams).await;
+            let status = serve_http(stream, &header.service, directory, upstreams).await;
             metrics::request(
                 &header.service,
                 directory.datacenter(),
@@ -51,7 +64,136 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
                 }
             };
             metrics::tcp_connection(&header.service, Direction::Inbound);
-            remote::splice(stream, Default::default(), tcp).await;
+            let joined = splice::join(std::future::ready(Ok(stream)), std::future::ready(Ok(tcp)));
+            if let Err(e) = joined.await {
+                debug!(error = %e, "tcp stream ended with an error");
+            }
         }
     }
+}
+
+/// Serves one HTTP call that a peer sent over the tunnel, delivering it to the local
+/// `service` (or answering an error when it is not here). A service that refuses the
+/// connection is reported to `directory`, whose health check then looks at it at once.
+async fn serve_http(
+    stream: TunnelStream,
+    service: &str,
+    directory: &dyn Directory,
+    upstreams: &Upstreams,
+) -> StatusCode {
+    let local = directory.local_service(service);
+    let (reader, writer) = stream.into_split();
+    let mut reader = FrameReader::new(reader);
+    let head = match reader.require().await {
+        Ok(Frame::Request(head)) => head,
+        other => {
+            debug!(?other, "peer opened an HTTP stream without a request head");
+            writer.reset();
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    let grpc = is_grpc_headers(&head.headers);
+    let Some((addr, protocol)) = local else {
+        let error = ProxyError::NoRoute {
+            service: service.to_owned(),
+        };
+        return respond(error.to_response(grpc), writer, UNDELIVERED).await;
+    };
+    let upgrade = head.flags & UPGRADE != 0;
+    let has_body = head.flags & (END_STREAM | UPGRADE) == 0;
+    let uri = match head.path.parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(_) => {
+            let error = ProxyError::BadRequest {
+                reason: "bad path".into(),
+            };
+            return respond(error.to_response(grpc), writer, 0).await;
+        }
+    };
+    let mut request = Request::new(body::empty());
+    *request.method_mut() = head.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    if !request.headers().contains_key(header::HOST) && !head.authority.is_empty() {
+        if let Ok(value) = head.authority.parse() {
+            request.headers_mut().insert(header::HOST, value);
+        }
+    }
+    let mut reader = Some(reader);
+    if has_body {
+        if let Some(reader) = reader.take() {
+            *request.body_mut() = read_body(reader);
+        }
+    }
+    match upstreams.send(addr, protocol, request).await {
+        Err(failure) => {
+            // The caller's node may send an unreached call elsewhere: say it never got here.
+            let flags = match failure {
+                TryError::Unreached { .. } => {
+                    directory.unreachable(service, addr);
+                    UNDELIVERED
+                }
+                TryError::Unanswered { .. } => 0,
+            };
+            let error = ProxyError::UpstreamFailed {
+                service: service.to_owned(),
+                reason: failure.reason().to_owned(),
+            };
+            respond(error.to_response(grpc), writer, flags).await
+        }
+        Ok(mut response) => {
+            let status = response.status();
+            if upgrade && status == StatusCode::SWITCHING_PROTOCOLS {
+                let on_upgrade = hyper::upgrade::on(&mut response);
+                let mut writer = writer;
+                let head = encode_head(&response, 0);
+                if writer.write_all(&head).await.is_err() {
+                    return status;
+                }
+                if let Some(reader) = reader {
+                    let (reader, leftover) = reader.into_parts();
+                    let tunnel = Prefixed::new(leftover, TunnelStream::join(reader, writer));
+                    let joined =
+                        splice::join(std::future::ready(Ok(tunnel)), splice::upgraded(on_upgrade));
+                    if let Err(e) = joined.await {
+                        debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                }
+                return status;
+            }
+            respond(response, writer, 0).await
+        }
+    }
+}
+
+/// Writes a whole response to the tunnel: head (with `flags`), then its body as it comes.
+async fn respond(mut response: Response<Body>, mut writer: StreamWriter, flags: u8) -> StatusCode {
+    let status = response.status();
+    strip_hop_by_hop(response.headers_mut(), false);
+    let end = response.body().is_end_stream();
+    let head = encode_head(&response, flags | if end { END_STREAM } else { 0 });
+    if writer.write_all(&head).await.is_err() {
+        return status;
+    }
+    if end {
+        let _ = writer.shutdown().await;
+    } else {
+        write_body(response.into_body(), writer).await;
+    }
+    status
+}
+
+/// Encoded before any await: a response body is not `Sync`, so no reference to the response
+/// may live across one.
+fn encode_head<B>(response: &Response<B>, flags: u8) -> BytesMut {
+    let mut buf = BytesMut::new();
+    ResponseHeadRef {
+        version: response.version(),
+        flags,
+        status: response.status(),
+        headers: response.headers(),
+    }
+    .encode(&mut buf);
+    buf
 }

@@ -1,7 +1,10 @@
-//! The retry layer's policy: when a failed try may be tried again.
+//! The retry layer's policy, the same for HTTP calls and TCP connections: when a failed try
+//! may be tried again.
 //!
-//! A call is tried again when its request never left (the connection or stream could not be
-//! opened), or when it is idempotent and bodiless, so sending it twice is safe. At most
+//! A call is tried again when its request never reached the service (unreached: the
+//! connection or stream could not be opened, or the serving node could not hand it over) and
+//! it has the request to send again, or when it is idempotent and bodiless, so sending it
+//! twice is safe. At most
 //! [`MAX_ATTEMPTS`] tries, and every retry draws on a budget shared by all calls, as
 //! linkerd2-proxy's do: 20% on top of recent calls plus 10 a second, so that retries can never
 //! multiply the load on a service that is already failing. The balancer below this layer
@@ -12,12 +15,10 @@ use std::future::{ready, Ready};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Response;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::body::Body;
-use crate::call::{Call, CallError};
-use crate::error::ProxyError;
+use crate::call::Routed;
+use crate::error::{CallError, TryError};
 
 /// At most this many tries of one call, the first included.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -38,28 +39,27 @@ impl RetryPolicy {
     }
 }
 
-impl tower::retry::Policy<Call, Response<Body>, CallError> for RetryPolicy {
+impl<C: Routed, T> tower::retry::Policy<C, T, CallError> for RetryPolicy {
     type Future = Ready<()>;
 
-    fn retry(
-        &mut self,
-        call: &mut Call,
-        result: &mut Result<Response<Body>, CallError>,
-    ) -> Option<Self::Future> {
-        let Err(failure) = result else { return None };
-        // No route and no healthy endpoint are answers, not accidents: a retry would get them
-        // again.
-        if !matches!(failure.error, ProxyError::UpstreamFailed { .. }) {
-            return None;
-        }
-        let safe = (failure.unsent && call.can_retry()) || call.idempotent();
+    fn retry(&mut self, call: &mut C, result: &mut Result<T, CallError>) -> Option<Self::Future> {
+        let safe = match result {
+            Ok(_) => return None,
+            // No route and no healthy endpoint are answers, not accidents: a retry would get
+            // them again.
+            Err(CallError::Answer(_)) => return None,
+            Err(CallError::Try(TryError::Unreached { .. })) => {
+                call.can_resend() || call.idempotent()
+            }
+            Err(CallError::Try(TryError::Unanswered { .. })) => call.idempotent(),
+        };
         if !safe || self.attempts >= MAX_ATTEMPTS || !self.budget.withdraw() {
             return None;
         }
         Some(ready(()))
     }
 
-    fn clone_request(&mut self, call: &Call) -> Option<Call> {
+    fn clone_request(&mut self, call: &C) -> Option<C> {
         if self.attempts == 0 {
             self.budget.deposit();
         }
@@ -71,8 +71,11 @@ impl tower::retry::Policy<Call, Response<Body>, CallError> for RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::body;
+    use crate::body::{self, Body};
+    use crate::call::Call;
+    use crate::error::ProxyError;
     use crate::target::ServiceName;
+    use http::Response;
     use tower::retry::Policy;
 
     fn call(method: http::Method, body: Body) -> Call {
@@ -87,12 +90,20 @@ mod tests {
         Call::new(name, request, None)
     }
 
-    fn failed(unsent: bool) -> Result<Response<Body>, CallError> {
-        let error = ProxyError::UpstreamFailed {
-            service: "greeter".into(),
-            reason: "refused".into(),
-        };
-        Err(CallError { error, unsent })
+    fn clone_request(policy: &mut RetryPolicy, call: &Call) -> Option<Call> {
+        Policy::<Call, Response<Body>, CallError>::clone_request(policy, call)
+    }
+
+    fn failed(unreached: bool) -> Result<Response<Body>, CallError> {
+        let reason = "refused".to_string();
+        Err(CallError::Try(if unreached {
+            TryError::Unreached {
+                reason,
+                request: None,
+            }
+        } else {
+            TryError::Unanswered { reason }
+        }))
     }
 
     #[test]
@@ -100,7 +111,7 @@ mod tests {
         let mut policy = RetryPolicy::new();
         let mut c = call(http::Method::GET, body::empty());
         let mut tries = 0;
-        while policy.clone_request(&c).is_some() {
+        while clone_request(&mut policy, &c).is_some() {
             tries += 1;
             if policy.retry(&mut c, &mut failed(false)).is_none() {
                 break;
@@ -113,14 +124,14 @@ mod tests {
     fn a_post_that_reached_the_service_is_not_retried_but_an_unsent_one_is() {
         let mut policy = RetryPolicy::new();
         let mut c = call(http::Method::POST, body::full("data"));
-        policy.clone_request(&c);
+        clone_request(&mut policy, &c);
         assert!(c.take_request().is_some());
         assert!(
             policy.retry(&mut c, &mut failed(false)).is_none(),
             "sent: not retried"
         );
         let mut c = call(http::Method::POST, body::full("data"));
-        policy.clone_request(&c);
+        clone_request(&mut policy, &c);
         assert!(
             policy.retry(&mut c, &mut failed(true)).is_some(),
             "still in the slot: retried"
@@ -131,13 +142,11 @@ mod tests {
     fn answers_are_not_retried() {
         let mut policy = RetryPolicy::new();
         let mut c = call(http::Method::GET, body::empty());
-        policy.clone_request(&c);
-        let mut no_route = Err(CallError {
-            error: ProxyError::NoRoute {
+        clone_request(&mut policy, &c);
+        let mut no_route: Result<Response<Body>, CallError> =
+            Err(CallError::Answer(ProxyError::NoRoute {
                 service: "g".into(),
-            },
-            unsent: true,
-        });
+            }));
         assert!(policy.retry(&mut c, &mut no_route).is_none());
     }
 
@@ -149,7 +158,7 @@ mod tests {
             let mut p = policy.clone();
             p.attempts = 0;
             let mut c = call(http::Method::GET, body::empty());
-            p.clone_request(&c);
+            clone_request(&mut p, &c);
             if p.retry(&mut c, &mut failed(false)).is_some() {
                 retried += 1;
             }

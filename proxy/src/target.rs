@@ -1,6 +1,27 @@
-//! Which service a call is for, read from its Host or :authority.
+//! Where a call goes: the service it names ([`ServiceName`], read from its Host or
+//! :authority), and how each endpoint of that service is reached ([`Target`]).
 
-/// A service name with an optional datacenter pin, as SPEC's routing rules read them:
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferry_tunnel::RemoteNode;
+
+/// How to reach an endpoint.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A plain address, dialed directly: a local workload or a service outside the mesh.
+    Address(SocketAddr),
+    /// A Ferry node, reached through the tunnel; it delivers to its own local service.
+    Node {
+        remote: RemoteNode,
+        /// The node's name, for errors and logs.
+        name: String,
+        /// The route's cost: round-trip times summed along its path.
+        metric: Duration,
+    },
+}
+
+/// A service name with an optional datacenter pin, as the routing rules read them:
 /// `greeter`, `greeter.mesh` → any datacenter; `greeter.eu-west`, `greeter.eu-west.mesh` →
 /// only `eu-west`. Any port is ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +82,7 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_spec_routing_rules() {
+    fn names_follow_the_routing_rules() {
         let any = |s: &str| Some((s.to_string(), None));
         let pinned = |s: &str, dc: &str| Some((s.to_string(), Some(dc.to_string())));
         assert_eq!(parse("greeter"), any("greeter"));

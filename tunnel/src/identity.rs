@@ -57,7 +57,7 @@ impl Identity {
         let mut bytes = [0u8; 32];
         SystemRandom::new()
             .fill(&mut bytes)
-            .map_err(|_| Error::Setup("the system random source failed".into()))?;
+            .map_err(|_| Error::Setup("the system random source failed"))?;
         Ok(Identity::from_secret(bytes))
     }
 

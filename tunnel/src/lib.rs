@@ -20,27 +20,28 @@ mod identity;
 mod link;
 mod network;
 mod noise;
-// Built ahead of the gateway routing in `network.rs` that will use it; until then only its
-// tests do.
-#[cfg_attr(not(test), allow(dead_code, unused_imports))]
+mod peers;
 mod relay;
 mod route;
+mod shared_dial;
 mod table;
 mod transport;
 mod update;
 pub mod wire;
 
 pub use catalog::{Catalog, CatalogEntry};
-pub use error::Error;
+pub use error::{Chain, Error};
 pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
 pub use network::{
-    AdmissionCounts, IncomingStream, Network, NetworkConfig, Peer, PeerAddress, PeerSnapshot,
+    AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot, RemoteNode,
     StreamHandler,
 };
 pub use noise::{HandshakeData, Trust};
+pub use peers::PeerState;
 pub use route::{service_key, Route};
+pub use shared_dial::SharedDials;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
 pub use transport::Transport;
 pub use update::{Advert, Update};

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::header::{StreamHeader, MAX_HEADER_LEN};
 use crate::identity::PublicKey;
+use crate::peers::{LinkHandle, LinkId};
 use crate::Error;
 
 /// A connection to a peer node. Cheap to clone; all clones share the connection.
@@ -95,13 +96,19 @@ impl Link {
         Some((Held::new(&self.activity)?, Held::new(&self.activity)?))
     }
 
-    /// Closes the link if no stream has been open on it for `idle`, and says whether it did.
-    /// A stream that starts at the same moment either holds the link open or fails before it
-    /// sends anything, so its call can go again on a new link.
-    pub(crate) fn close_if_idle(&self, idle: Duration) -> bool {
-        if self.activity.idle_for() < idle {
-            return false;
+    /// How long the link has carried no stream (the nodes' own hello and update streams do
+    /// not count); `None` while a stream is open on it.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.activity.halves.load(Ordering::Acquire) != 0 {
+            return None;
         }
+        Some(self.activity.idle_for())
+    }
+
+    /// Closes the link if no stream is open on it, and says whether it did. A stream that
+    /// starts at the same moment either holds the link open or fails before it sends anything,
+    /// so its call can go again on a new link.
+    pub(crate) fn close_if_unused(&self) -> bool {
         let closing =
             self.activity
                 .halves
@@ -109,35 +116,30 @@ impl Link {
         if closing.is_err() {
             return false;
         }
-        self.conn.close(0u32.into(), b"idle");
+        self.close("idle");
         true
+    }
+
+    /// Closes the link at once, telling the peer why.
+    pub(crate) fn close(&self, reason: &str) {
+        self.conn.close(0u32.into(), reason.as_bytes());
     }
 
     /// Opens a stream to the peer for one request or TCP connection.
     pub async fn open(&self, header: &StreamHeader) -> Result<TunnelStream, Error> {
-        let held = self.hold().ok_or_else(closed_for_idleness)?;
-        let (mut send, recv) = self
-            .conn
-            .open_bi()
-            .await
-            .map_err(|e| Error::LinkClosed(e.to_string()))?;
+        let held = self.hold().ok_or(Error::LinkIdle)?;
+        let (mut send, recv) = self.conn.open_bi().await.map_err(Error::LinkClosed)?;
         let mut buf = BytesMut::with_capacity(64);
         header.encode(&mut buf);
-        send.write_all(&buf)
-            .await
-            .map_err(|e| Error::LinkClosed(e.to_string()))?;
+        send.write_all(&buf).await?;
         Ok(TunnelStream::new(send, recv, held))
     }
 
     /// Waits for the peer to open a stream. Reading its header is left to
     /// [`TunnelStream::read_header`] so that one slow stream cannot hold up the others.
     pub(crate) async fn accept(&self) -> Result<TunnelStream, Error> {
-        let (send, recv) = self
-            .conn
-            .accept_bi()
-            .await
-            .map_err(|e| Error::LinkClosed(e.to_string()))?;
-        let held = self.hold().ok_or_else(closed_for_idleness)?;
+        let (send, recv) = self.conn.accept_bi().await.map_err(Error::LinkClosed)?;
+        let held = self.hold().ok_or(Error::LinkIdle)?;
         Ok(TunnelStream::new(send, recv, held))
     }
 
@@ -161,17 +163,14 @@ impl Link {
     pub(crate) fn send_datagram(&self, datagram: Bytes) -> Result<(), Error> {
         use quinn::SendDatagramError;
         self.conn.send_datagram(datagram).map_err(|e| match e {
-            SendDatagramError::ConnectionLost(e) => Error::LinkClosed(e.to_string()),
-            other => Error::Datagram(other.to_string()),
+            SendDatagramError::ConnectionLost(e) => Error::LinkClosed(e),
+            other => Error::Datagram(other),
         })
     }
 
     /// Waits for the next datagram from the peer; an error once the link has closed.
     pub(crate) async fn read_datagram(&self) -> Result<Bytes, Error> {
-        self.conn
-            .read_datagram()
-            .await
-            .map_err(|e| Error::LinkClosed(e.to_string()))
+        self.conn.read_datagram().await.map_err(Error::LinkClosed)
     }
 
     /// The latest round-trip time estimate.
@@ -189,7 +188,13 @@ impl Link {
     }
 
     /// A stable id for this connection, to tell two links to the same peer apart.
-    pub fn id(&self) -> usize {
+    pub fn id(&self) -> LinkId {
+        self.conn.stable_id()
+    }
+}
+
+impl LinkHandle for Link {
+    fn id(&self) -> LinkId {
         self.conn.stable_id()
     }
 }
@@ -199,10 +204,6 @@ impl Link {
 pub struct TunnelStream {
     send: StreamWriter,
     recv: StreamReader,
-}
-
-fn closed_for_idleness() -> Error {
-    Error::LinkClosed("closed for idleness".into())
 }
 
 impl TunnelStream {

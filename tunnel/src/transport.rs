@@ -89,7 +89,7 @@ fn transport_config(carrier: Carrier) -> Result<Arc<TransportConfig>, Error> {
     t.keep_alive_interval(Some(keep_alive));
     t.max_idle_timeout(Some(
         idle.try_into()
-            .map_err(|_| Error::Setup("idle timeout out of range".into()))?,
+            .map_err(|_| Error::Setup("idle timeout out of range"))?,
     ));
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
     t.max_concurrent_uni_streams(VarInt::from_u32(16));
@@ -150,7 +150,7 @@ fn quic_configs(
 }
 
 fn runtime() -> Result<Arc<dyn quinn::Runtime>, Error> {
-    quinn::default_runtime().ok_or_else(|| Error::Setup("no async runtime".into()))
+    quinn::default_runtime().ok_or(Error::Setup("no async runtime"))
 }
 
 impl Transport {
@@ -162,15 +162,18 @@ impl Transport {
         trust: Arc<Trust>,
     ) -> Result<Transport, Error> {
         let (server, client) = quic_configs(identity, trust, Carrier::Udp)?;
-        let socket = udp_socket(listen)
-            .map_err(|e| Error::Setup(format!("cannot bind tunnel on udp {listen}: {e}")))?;
+        let bind_error = |source| Error::Bind {
+            address: listen,
+            source,
+        };
+        let socket = udp_socket(listen).map_err(bind_error)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
             socket,
             runtime()?,
         )
-        .map_err(|e| Error::Setup(format!("cannot start the tunnel on udp {listen}: {e}")))?;
+        .map_err(bind_error)?;
         Ok(Transport::new(endpoint, client))
     }
 
@@ -187,14 +190,13 @@ impl Transport {
         // Tells peers, too, that nothing larger can arrive.
         config
             .max_udp_payload_size(INNER_MTU)
-            .map_err(|e| Error::Setup(format!("inner packet size: {e}")))?;
+            .map_err(|_| Error::Setup("inner packet size out of range"))?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             config,
             Some(server),
             relay.socket(),
             runtime()?,
-        )
-        .map_err(|e| Error::Setup(format!("cannot start a relayed transport: {e}")))?;
+        )?;
         Ok(Transport::new(endpoint, client))
     }
 
@@ -207,18 +209,35 @@ impl Transport {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// Dials the node at `addr` that must hold `key`.
-    pub async fn connect(&self, addr: SocketAddr, key: &PublicKey) -> Result<Link, Error> {
-        let connect_error = |reason: String| Error::Connect {
-            addr: addr.to_string(),
-            reason,
-        };
+    /// Dials the node at `address` that must hold `key`.
+    pub async fn connect(&self, address: SocketAddr, key: &PublicKey) -> Result<Link, Error> {
         let connecting = self
             .endpoint
-            .connect(addr, &noise::server_name(key))
-            .map_err(|e| connect_error(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+            .connect(address, &noise::server_name(key))
+            .map_err(|source| Error::Dial { address, source })?;
+        let conn = connecting
+            .await
+            .map_err(|source| Error::Handshake { address, source })?;
         Ok(Link::new(conn))
+    }
+
+    /// Dials the node at `host:port` that must hold `key`, resolving the name first.
+    pub(crate) async fn dial(&self, address: &str, key: &PublicKey) -> Result<Link, Error> {
+        let resolve_error = |source| Error::Resolve {
+            address: address.to_owned(),
+            source,
+        };
+        let resolved = tokio::net::lookup_host(address)
+            .await
+            .map_err(resolve_error)?
+            .next()
+            .ok_or_else(|| {
+                resolve_error(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the name has no address",
+                ))
+            })?;
+        self.connect(resolved, key).await
     }
 
     /// Waits for the next incoming connection attempt; `None` once the transport is closed.

@@ -100,7 +100,7 @@ async fn a_trusted_peer_links_and_streams_cross_in_both_directions() {
     assert_eq!(peers.len(), 1);
     assert_eq!(
         peers[0].key,
-        Some(a.identity.public()),
+        a.identity.public(),
         "b knows a by its proven key"
     );
 }

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use tower::ServiceExt;
 
-use super::framing::Guarded;
+use super::smuggling::Guarded;
 use super::Outbound;
 use crate::body::{self, Body};
 use crate::call::Call;
@@ -26,6 +26,7 @@ use crate::error::{is_grpc, ProxyError};
 use crate::forward::ServedBy;
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
 use crate::metrics::{self, Direction};
+use crate::splice;
 use crate::target::ServiceName;
 
 /// Requests whose headers take more than this are answered 431.
@@ -149,7 +150,7 @@ async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response
             .http_stack()
             .oneshot(call)
             .await
-            .map_err(|e| e.error)
+            .map_err(|e| e.into_proxy_error(&name))
     };
     let mut response = result.unwrap_or_else(|e| e.to_response(grpc));
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -176,18 +177,17 @@ async fn connect(
     name: &ServiceName,
     request: &mut Request<Incoming>,
 ) -> Result<Response<Body>, ProxyError> {
-    let (upstream, _) = outbound.open_tcp(name).await?;
+    let upstream = outbound.open_tcp(name).await?;
     let on_upgrade = hyper::upgrade::on(request);
-    let service = name.service.clone();
+    metrics::tcp_connection(&name.service, Direction::Outbound);
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(client) => {
-                metrics::tcp_connection(&service, Direction::Outbound);
-                if let Ok((sent, received)) = upstream.splice(TokioIo::new(client)).await {
-                    metrics::tcp_bytes(sent, received);
-                }
-            }
-            Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
+        let joined = splice::join(
+            splice::upgraded(on_upgrade),
+            std::future::ready(Ok(upstream)),
+        );
+        match joined.await {
+            Ok((sent, received)) => metrics::tcp_bytes(sent, received),
+            Err(e) => debug!(error = %e, "CONNECT connection ended with an error"),
         }
     });
     Ok(Response::new(body::empty()))

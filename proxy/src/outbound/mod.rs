@@ -1,35 +1,34 @@
-//! The outbound side: entry points for the local application.
+//! The outbound side: entry points for the local application, and the stacks its calls go
+//! down.
 
-mod framing;
 mod http;
+mod smuggling;
 mod tcp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
-use ferry_tunnel::{StreamHeader, StreamKind, TunnelStream};
-
 use tower::retry::Retry;
+use tower::ServiceExt;
 
-use crate::balance::{Balance, Balancer};
-use crate::client::{connect_tcp, Upstreams};
+use crate::balance::{Balance, PeakEwma};
+use crate::call::TcpCall;
 use crate::deadline::Deadline;
-use crate::directory::{candidates, Directory, Endpoint, EndpointId, Target};
+use crate::directory::Directory;
 use crate::error::ProxyError;
-use crate::forward::Forward;
+use crate::forward::{Forward, OpenTcp, Upstream};
+use crate::pool::Upstreams;
 use crate::retry::RetryPolicy;
 use crate::target::ServiceName;
 
 pub use self::http::serve_http_outbound;
-
-/// For the fuzz target: runs the framing guard over `data`, split where its first byte says.
-pub(crate) fn feed_framing_guard(data: &[u8]) {
-    framing::fuzz(data);
-}
 pub use self::tcp::serve_tcp_outbound;
+
+/// For the fuzz target: runs the smuggling guard over `data`, split where its first byte says.
+pub(crate) fn feed_smuggling_guard(data: &[u8]) {
+    smuggling::fuzz(data);
+}
 
 /// Per-call settings that a config reload may change.
 #[derive(Clone, Debug)]
@@ -62,32 +61,34 @@ impl OutboundSettings {
 /// ([`RetryPolicy`]), all within the service's deadline ([`Deadline`]).
 pub(crate) type HttpStack = Deadline<Retry<RetryPolicy, Balance<Forward>>>;
 
-/// What every outbound listener shares: where services are, how to reach them, and the
-/// balancer and retry budget that span all calls.
+/// The outbound TCP stack: the same balancer and retry policy, each try opening a stream to
+/// one endpoint ([`OpenTcp`]). No deadline: a connection lives as long as its two ends want.
+pub(crate) type TcpStack = Retry<RetryPolicy, Balance<OpenTcp>>;
+
+/// What every outbound listener shares: the stacks, whose balancer load figures span all
+/// calls and connections, and the settings a reload may change.
 pub struct Outbound {
-    directory: Arc<dyn Directory>,
-    balancer: Balancer,
     settings: Arc<RwLock<Arc<OutboundSettings>>>,
-    stack: HttpStack,
+    http: HttpStack,
+    tcp: TcpStack,
 }
 
 impl Outbound {
+    /// The outbound side of a node whose services `directory` knows.
     pub fn new(
         directory: Arc<dyn Directory>,
         upstreams: Upstreams,
         settings: OutboundSettings,
     ) -> Arc<Outbound> {
-        let balancer = Balancer::default();
+        let loads = PeakEwma::default();
         let settings = Arc::new(RwLock::new(Arc::new(settings)));
-        let forward = Forward::new(upstreams);
-        let balance = Balance::new(directory.clone(), balancer.clone(), forward);
-        let retry = Retry::new(RetryPolicy::new(), balance);
-        let stack = Deadline::new(settings.clone(), retry);
+        let balance = Balance::new(directory.clone(), loads.clone(), Forward::new(upstreams));
+        let http = Deadline::new(settings.clone(), Retry::new(RetryPolicy::new(), balance));
+        let tcp = Retry::new(RetryPolicy::new(), Balance::new(directory, loads, OpenTcp));
         Arc::new(Outbound {
-            directory,
-            balancer,
             settings,
-            stack,
+            http,
+            tcp,
         })
     }
 
@@ -96,86 +97,18 @@ impl Outbound {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
     }
 
-    /// The stack, ready to take one call.
+    /// The HTTP stack, ready to take one call.
     pub(crate) fn http_stack(&self) -> HttpStack {
-        self.stack.clone()
+        self.http.clone()
     }
 
     /// Opens an opaque byte stream to one of the service's endpoints, trying others when one
     /// cannot be reached.
-    async fn open_tcp(&self, name: &ServiceName) -> Result<(Upstream, String), ProxyError> {
-        let mut last = None;
-        let mut tried: Vec<EndpointId> = Vec::new();
-        for _ in 0..crate::retry::MAX_ATTEMPTS {
-            let pool = match candidates(self.directory.as_ref(), name, &tried).await {
-                Ok(pool) => pool,
-                // Routes can go while we try: the first try's answer is the one that counts.
-                Err(error) if last.is_none() => return Err(error),
-                Err(_) => break,
-            };
-            let Some(endpoint) = self.balancer.pick(&pool) else {
-                break;
-            };
-            // Every eligible endpoint failed once: a second round would only double the wait
-            // on one that times out.
-            if tried.contains(&endpoint.id) {
-                break;
-            }
-            let in_flight = self.balancer.start(endpoint.id);
-            match open_stream(endpoint, name).await {
-                Ok(upstream) => {
-                    in_flight.done();
-                    return Ok((upstream, endpoint.datacenter.clone()));
-                }
-                Err(reason) => {
-                    if let Target::Address(address) = endpoint.target {
-                        self.directory.unreachable(&name.service, address);
-                    }
-                    last = Some(reason);
-                    tried.push(endpoint.id);
-                }
-            }
-        }
-        Err(ProxyError::UpstreamFailed {
-            service: name.to_string(),
-            reason: last.unwrap_or_else(|| "no endpoint to try".into()),
-        })
-    }
-}
-
-/// An opaque byte stream to a service.
-pub(crate) enum Upstream {
-    Direct(TcpStream),
-    Tunnel(TunnelStream),
-}
-
-async fn open_stream(endpoint: &Endpoint, name: &ServiceName) -> Result<Upstream, String> {
-    match &endpoint.target {
-        Target::Address(addr) => Ok(Upstream::Direct(connect_tcp(*addr).await?)),
-        Target::Node { peer, node, .. } => {
-            let header = StreamHeader {
-                kind: StreamKind::Tcp,
-                protocol: endpoint.protocol,
-                service: name.service.clone(),
-                datacenter: endpoint.datacenter.clone(),
-            };
-            peer.open(&header)
-                .await
-                .map(Upstream::Tunnel)
-                .map_err(|e| format!("node {node}: {e}"))
-        }
-    }
-}
-
-impl Upstream {
-    /// Pipes bytes both ways until both sides finish; returns (sent, received) byte counts.
-    pub(crate) async fn splice<S>(self, other: S) -> std::io::Result<(u64, u64)>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
-        match self {
-            Upstream::Direct(tcp) => crate::splice::splice(other, tcp).await,
-            Upstream::Tunnel(stream) => crate::splice::splice(other, stream).await,
-        }
+    pub(crate) async fn open_tcp(&self, name: &ServiceName) -> Result<Upstream, ProxyError> {
+        self.tcp
+            .clone()
+            .oneshot(TcpCall::new(name.clone()))
+            .await
+            .map_err(|e| e.into_proxy_error(name))
     }
 }

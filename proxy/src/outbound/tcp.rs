@@ -8,6 +8,7 @@ use tracing::{debug, warn};
 
 use super::Outbound;
 use crate::metrics::{self, Direction};
+use crate::splice;
 use crate::target::ServiceName;
 
 /// Accepts connections for the service `name` until `shutdown` turns true. Connections
@@ -34,9 +35,13 @@ pub async fn serve_tcp_outbound(
         let name = name.clone();
         tokio::spawn(async move {
             match outbound.open_tcp(&name).await {
-                Ok((upstream, _)) => {
+                Ok(upstream) => {
                     metrics::tcp_connection(&name.service, Direction::Outbound);
-                    match upstream.splice(client).await {
+                    let joined = splice::join(
+                        std::future::ready(Ok(client)),
+                        std::future::ready(Ok(upstream)),
+                    );
+                    match joined.await {
                         Ok((sent, received)) => metrics::tcp_bytes(sent, received),
                         Err(e) => debug!(%remote, error = %e, "tcp connection ended with an error"),
                     }

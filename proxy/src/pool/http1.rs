@@ -14,15 +14,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
-use super::{resend_or_fail, IDLE_TIMEOUT};
+use ferry_tunnel::Chain;
+
+use super::{connect_tcp, resend_or_fail, IDLE_TIMEOUT};
 use crate::body::{self, Body, BoxError};
-use crate::client::{connect_tcp, error_chain, UpstreamError};
+use crate::error::TryError;
 
 #[derive(Debug, Default)]
 pub(crate) struct Http1Pool {
@@ -38,18 +41,27 @@ struct Idle {
 }
 
 impl Http1Pool {
-    /// Sends `request` (origin-form, with its `Host`) over an idle connection to `addr`, or a
-    /// new one. A pooled connection that turns out closed before the request left it is
-    /// dropped and the next one tried, so a server's idle timeout never fails a call.
+    /// Sends `request` over an idle connection to `addr`, or a new one. A pooled connection
+    /// that turns out closed before the request left it is dropped and the next one tried, so
+    /// a server's idle timeout never fails a call.
     pub(crate) async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
-        mut request: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
+        request: Request<Body>,
+    ) -> Result<Response<Body>, TryError> {
+        let mut request = origin_form(addr, request);
         loop {
             let (mut sender, reused) = match self.checkout(addr).await {
                 Some(sender) => (sender, true),
-                None => (self.connect(addr).await?, false),
+                None => match self.connect(addr).await {
+                    Ok(sender) => (sender, false),
+                    Err(reason) => {
+                        return Err(TryError::Unreached {
+                            reason,
+                            request: Some(Box::new(request)),
+                        })
+                    }
+                },
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.release_on_end(addr, sender, response)),
@@ -92,19 +104,12 @@ impl Http1Pool {
         });
     }
 
-    async fn connect(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-    ) -> Result<SendRequest<Body>, UpstreamError> {
-        let refused = |reason: String| UpstreamError {
-            connect: true,
-            reason,
-        };
-        let tcp = connect_tcp(addr).await.map_err(refused)?;
+    async fn connect(self: &Arc<Self>, addr: SocketAddr) -> Result<SendRequest<Body>, String> {
+        let tcp = connect_tcp(addr).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| refused(error_chain(&e)))?;
+            .map_err(|e| Chain(&e).to_string())?;
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 debug!(%addr, error = %e, "upstream connection ended with an error");
@@ -140,6 +145,32 @@ impl Http1Pool {
             body::boxed(body)
         })
     }
+}
+
+/// An HTTP/1.1 request as a server expects it: the path alone on the request line, and the
+/// name the caller used in `Host` (servers with virtual hosts route by it), else the address.
+fn origin_form(addr: SocketAddr, mut request: Request<Body>) -> Request<Body> {
+    if !request.headers().contains_key(header::HOST) {
+        let host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()),
+            None => HeaderValue::try_from(addr.to_string()),
+        };
+        if let Ok(host) = host {
+            request.headers_mut().insert(header::HOST, host);
+        }
+    }
+    if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
+    }
+    if request.version() == Version::HTTP_2 {
+        *request.version_mut() = Version::HTTP_11;
+    }
+    request
 }
 
 /// Drops idle connections that have expired or closed, until the pool itself is dropped.

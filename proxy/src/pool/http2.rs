@@ -3,13 +3,14 @@
 //! hyper_util's pooled client did this with the same per-call costs as it had for HTTP/1.1
 //! (an `Authority` formatted, parsed and hashed per call). Here the connection is found by the
 //! `SocketAddr`. Calls that find no live connection wait for one dial instead of each opening
-//! its own, and when that dial fails they all get its error at once: a burst of calls to an
-//! address that does not answer costs one connect timeout, not one per call in turn.
+//! its own ([`SharedDials`]), and when that dial fails they all get its error at once: a burst
+//! of calls to an address that does not answer costs one connect timeout, not one per call in
+//! turn.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -18,25 +19,20 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 
-use super::{resend_or_fail, IDLE_TIMEOUT};
+use ferry_tunnel::{Chain, SharedDials};
+
+use super::{connect_tcp, resend_or_fail, IDLE_TIMEOUT};
 use crate::body::{self, Body};
-use crate::client::{connect_tcp, error_chain, UpstreamError};
+use crate::error::TryError;
 
 #[derive(Debug, Default)]
 pub(crate) struct Http2Pool {
-    upstreams: Mutex<HashMap<SocketAddr, Upstream>>,
+    live: Mutex<HashMap<SocketAddr, Live>>,
+    dials: SharedDials<SocketAddr, Result<Live, String>>,
     /// Closes connections no call has used for a while.
     sweeper: OnceLock<()>,
     /// Numbers connections, so that a call forgets only the one that failed it.
     dialed: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Upstream {
-    live: Option<Live>,
-    /// Held by the one call that dials; the others wait on it, then find its connection or
-    /// its failure.
-    dialing: Arc<tokio::sync::Mutex<Option<DialFailed>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,12 +44,6 @@ struct Live {
     used: Instant,
 }
 
-#[derive(Debug)]
-struct DialFailed {
-    at: Instant,
-    reason: String,
-}
-
 impl Http2Pool {
     /// Sends `request` to `addr` on the shared connection, dialing it when there is none. A
     /// shared connection that turns out closed before the request left it is forgotten and
@@ -62,12 +52,19 @@ impl Http2Pool {
         self: &Arc<Self>,
         addr: SocketAddr,
         mut request: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let arrived = Instant::now();
+    ) -> Result<Response<Body>, TryError> {
         loop {
             let (live, reused) = match self.live(addr) {
                 Some(live) => (live, true),
-                None => (self.dial(addr, arrived).await?, false),
+                None => match self.dial(addr).await {
+                    Ok(live) => (live, false),
+                    Err(reason) => {
+                        return Err(TryError::Unreached {
+                            reason,
+                            request: Some(Box::new(request)),
+                        })
+                    }
+                },
             };
             let Live {
                 id,
@@ -75,7 +72,7 @@ impl Http2Pool {
                 authority,
                 ..
             } = live;
-            request = absolute_form(request, authority)?;
+            request = absolute_form(request, authority);
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response.map(body::boxed)),
                 Err(e) => {
@@ -86,10 +83,14 @@ impl Http2Pool {
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Live>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The live connection to `addr`, marked used.
     fn live(&self, addr: SocketAddr) -> Option<Live> {
-        let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-        let live = upstreams.get_mut(&addr)?.live.as_mut()?;
+        let mut live = self.lock();
+        let live = live.get_mut(&addr)?;
         if live.sender.is_closed() {
             return None;
         }
@@ -100,54 +101,23 @@ impl Http2Pool {
     /// Drops the shared connection to `addr` if it is still connection `id`: a newer one
     /// that another call dialed meanwhile stays.
     fn forget(&self, addr: SocketAddr, id: u64) {
-        let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(upstream) = upstreams.get_mut(&addr) {
-            if upstream.live.as_ref().is_some_and(|l| l.id == id) {
-                debug!(%addr, "shared upstream connection closed; dialing a new one");
-                upstream.live = None;
-            }
+        let mut live = self.lock();
+        if live.get(&addr).is_some_and(|l| l.id == id) {
+            debug!(%addr, "shared upstream connection closed; dialing a new one");
+            live.remove(&addr);
         }
     }
 
-    /// Dials `addr`, or waits for the call already dialing it. A call that waited returns the
-    /// failure of a dial that ended after it arrived instead of dialing again at once.
-    async fn dial(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-        arrived: Instant,
-    ) -> Result<Live, UpstreamError> {
-        let dialing = {
-            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-            upstreams.entry(addr).or_default().dialing.clone()
-        };
-        let mut failed = dialing.lock().await;
-        if let Some(live) = self.live(addr) {
-            return Ok(live);
-        }
-        if let Some(failure) = failed.as_ref().filter(|f| f.at >= arrived) {
-            return Err(UpstreamError {
-                connect: true,
-                reason: failure.reason.clone(),
-            });
-        }
-        match self.handshake(addr).await {
-            Ok(live) => {
-                *failed = None;
-                let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-                upstreams.entry(addr).or_default().live = Some(live.clone());
+    /// Dials `addr`, or waits for the call already dialing it and shares its outcome.
+    async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<Live, String> {
+        let pool = self.clone();
+        self.dials
+            .dial(addr, move || async move {
+                let live = pool.handshake(addr).await?;
+                pool.lock().insert(addr, live.clone());
                 Ok(live)
-            }
-            Err(reason) => {
-                *failed = Some(DialFailed {
-                    at: Instant::now(),
-                    reason: reason.clone(),
-                });
-                Err(UpstreamError {
-                    connect: true,
-                    reason,
-                })
-            }
-        }
+            })
+            .await
     }
 
     async fn handshake(self: &Arc<Self>, addr: SocketAddr) -> Result<Live, String> {
@@ -157,7 +127,7 @@ impl Http2Pool {
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(tcp))
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| Chain(&e).to_string())?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 debug!(%addr, error = %e, "upstream HTTP/2 connection ended with an error");
@@ -177,44 +147,31 @@ impl Http2Pool {
 
 /// The request as an HTTP/2 client sends it: `:scheme` and `:authority` from the URI (the
 /// upstream's address, as hyper_util's client set it), so no `Host` header.
-fn absolute_form(
-    mut request: Request<Body>,
-    authority: Authority,
-) -> Result<Request<Body>, UpstreamError> {
+fn absolute_form(mut request: Request<Body>, authority: Authority) -> Request<Body> {
     let mut parts = std::mem::take(request.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(authority);
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
-    *request.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError {
-        connect: true,
-        reason: e.to_string(),
-    })?;
+    // Scheme, authority and path are all set: the parts always make a URI.
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
     *request.version_mut() = Version::HTTP_2;
     request.headers_mut().remove(header::HOST);
-    Ok(request)
+    request
 }
 
-/// Drops connections no call has used for [`IDLE_TIMEOUT`] (their streams still finish) and
-/// the entries of addresses nobody calls any more, until the pool itself is dropped.
+/// Drops connections no call has used for [`IDLE_TIMEOUT`] (their streams still finish),
+/// until the pool itself is dropped.
 async fn sweep(pool: Weak<Http2Pool>) {
     let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
     loop {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let mut upstreams = pool.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-        upstreams.retain(|_, upstream| {
-            if upstream
-                .live
-                .as_ref()
-                .is_some_and(|l| l.sender.is_closed() || l.used.elapsed() >= IDLE_TIMEOUT)
-            {
-                upstream.live = None;
-            }
-            // An entry whose dial is under way stays: the dialer will put its connection here.
-            upstream.live.is_some() || Arc::strong_count(&upstream.dialing) > 1
-        });
+        pool.lock()
+            .retain(|_, l| !l.sender.is_closed() && l.used.elapsed() < IDLE_TIMEOUT);
     }
 }
 
@@ -290,7 +247,7 @@ mod tests {
     fn eight_calls(
         pool: &Arc<Http2Pool>,
         addr: SocketAddr,
-    ) -> Vec<tokio::task::JoinHandle<Result<Response<Body>, UpstreamError>>> {
+    ) -> Vec<tokio::task::JoinHandle<Result<Response<Body>, TryError>>> {
         (0..8)
             .map(|_| {
                 let pool = pool.clone();
@@ -301,10 +258,7 @@ mod tests {
 
     /// How many calls hold `addr`'s dial: the one dialing and those waiting on it.
     fn calls_at_the_dial(pool: &Http2Pool, addr: SocketAddr) -> usize {
-        let upstreams = pool.upstreams.lock().expect("not poisoned");
-        upstreams
-            .get(&addr)
-            .map_or(0, |u| Arc::strong_count(&u.dialing) - 1)
+        pool.dials.waiting(&addr)
     }
 
     #[tokio::test]
@@ -342,7 +296,7 @@ mod tests {
                 .await
                 .expect("the call's task ends")
                 .expect_err("timed out");
-            assert!(error.connect, "{error:?}");
+            assert!(matches!(error, TryError::Unreached { .. }), "{error:?}");
         }
         let took = started.elapsed();
         assert!(

@@ -10,67 +10,32 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
-use super::reach::close_when_idle;
-use super::session::accept_streams;
-use super::{lock, Shared};
+use super::state::{now, Shared};
 use crate::identity::PublicKey;
 use crate::link::Link;
+use crate::peers::LinkKind;
 use crate::relay::datagram::{self, HEADER_LEN};
 use crate::table::Neighbor;
-use crate::Error;
 
-impl Shared {
-    /// Sends an inner packet of this node's toward `dst`.
-    pub(super) fn send_relayed(&self, dst: PublicKey, packet: Bytes) {
-        let datagram = datagram::encode(&dst, &self.key, datagram::MAX_HOPS, &packet);
-        self.forward(&dst, datagram, None);
-    }
+/// Sends an inner packet of this node's toward `dst`. Called by the relay socket, from within
+/// the inner connection's own lock.
+pub(super) fn send_relayed(shared: &Shared, dst: PublicKey, packet: Bytes) {
+    let datagram = datagram::encode(&dst, &shared.key, datagram::MAX_HOPS, &packet);
+    forward(shared, &dst, datagram, None);
+}
 
-    /// Sends a datagram for `dst` on the link to it, else to the next hop the table names;
-    /// never back to the neighbor it came from, which would make a loop.
-    fn forward(&self, dst: &PublicKey, datagram: Bytes, came_from: Option<&PublicKey>) {
-        let link = self.direct(dst).or_else(|| {
-            let hop = lock(&self.routing).table.next_hop(dst)?;
-            if Some(&hop) == came_from {
-                return None;
-            }
-            self.direct(&hop)
-        });
-        match link {
-            // A full buffer drops the oldest datagrams: the inner session sees loss and
-            // slows down, as it would on a congested path.
-            Some(link) => {
-                if let Err(e) = link.send_datagram(datagram) {
-                    debug!(error = %e, "relay datagram dropped");
-                }
-            }
-            None => debug!(%dst, "no route for a relay datagram"),
-        }
-    }
-
-    /// Opens an inner session to `key`, through the gateways toward it.
-    pub(super) async fn dial_relayed(self: &Arc<Self>, key: &PublicKey) -> Result<Link, Error> {
-        let link = self.inner.connect(self.relay.address_of(key), key).await?;
-        self.adopt_relayed(*key, link.clone());
-        tokio::spawn(close_when_idle(link.clone(), self.idle_link));
-        Ok(link)
-    }
-
-    /// Keeps an inner session for calls, and serves the streams its far end opens.
-    fn adopt_relayed(self: &Arc<Self>, key: PublicKey, link: Link) {
-        if let Some(old) = lock(&self.relayed).insert(key, link.clone()) {
-            if old.id() != link.id() {
-                old.connection().close(0u32.into(), b"replaced");
+/// Sends a datagram for `dst` toward it, never back to the neighbor it came from.
+fn forward(shared: &Shared, dst: &PublicKey, datagram: Bytes, came_from: Option<&PublicKey>) {
+    let link = shared.core().relay_link(dst, came_from);
+    match link {
+        // A full buffer drops the oldest datagrams: the inner session sees loss and slows
+        // down, as it would on a congested path.
+        Some(link) => {
+            if let Err(e) = link.send_datagram(datagram) {
+                debug!(error = %e, "relay datagram dropped");
             }
         }
-        let shared = self.clone();
-        tokio::spawn(async move {
-            accept_streams(shared.clone(), link.clone(), key).await;
-            let mut relayed = lock(&shared.relayed);
-            if relayed.get(&key).is_some_and(|l| l.id() == link.id()) {
-                relayed.remove(&key);
-            }
-        });
+        None => debug!(%dst, "no route for a relay datagram"),
     }
 }
 
@@ -93,7 +58,7 @@ pub(super) async fn carry(shared: Arc<Shared>, link: Link, neighbor: Neighbor) {
             shared.relay.deliver(src, bytes.slice(HEADER_LEN..));
         } else if shared.gateway {
             match datagram::spend_hop(bytes) {
-                Some(bytes) => shared.forward(&dst, bytes, Some(&neighbor.key)),
+                Some(bytes) => forward(&shared, &dst, bytes, Some(&neighbor.key)),
                 None => debug!(%dst, %src, "relay datagram out of hops: a routing loop?"),
             }
         }
@@ -113,12 +78,27 @@ pub(super) async fn accept_inner(shared: Arc<Shared>) {
                     match link.peer_key() {
                         // The key the handshake proved must be the one the datagrams came
                         // from, or replies would go to someone else.
-                        Some(key) if claimed == Some(key) => shared.adopt_relayed(key, link),
-                        _ => link.connection().close(0u32.into(), b"source mismatch"),
+                        Some(key) if claimed == Some(key) => adopt(&shared, key, link, false),
+                        _ => link.close("source mismatch"),
                     }
                 }
                 Err(e) => debug!(error = %e, "inner handshake failed"),
             }
         });
     }
+}
+
+/// Makes an inner session to `key` available for calls, and serves the streams its far end
+/// opens until it closes. `dialed`: this node opened it (for calls).
+pub(super) fn adopt(shared: &Arc<Shared>, key: PublicKey, link: Link, dialed: bool) {
+    shared.update(|core| {
+        let known = core.table.node(&key).map(|c| (&*c.node, &*c.datacenter));
+        core.peers
+            .registered(key, link.clone(), LinkKind::Relayed { dialed }, known)
+    });
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        shared.streams.accept(link.clone(), key).await;
+        shared.update(|core| core.peers.closed(link.id(), now()));
+    });
 }

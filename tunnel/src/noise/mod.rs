@@ -204,7 +204,7 @@ pub(crate) fn configs(
 ) -> Result<(ClientConfig, ServerConfig), Error> {
     let suite = Suite::preferred();
     let keys = SuiteKeys::for_suite(suite)
-        .ok_or_else(|| Error::Setup("no QUIC algorithms for the cipher suite".into()))?;
+        .ok_or(Error::Setup("no QUIC algorithms for the cipher suite"))?;
     Ok((
         ClientConfig {
             identity: identity.clone(),

@@ -1,4 +1,5 @@
-//! Power of two choices over peak-EWMA latency, as linkerd2-proxy and `tower::balance` do.
+//! The load figures the balancer picks by: power of two choices over peak-EWMA latency, as
+//! linkerd2-proxy and `tower::balance` do.
 //!
 //! Each endpoint's load is its latency estimate times its calls in flight plus one. The
 //! estimate jumps up to any slower sample at once (the "peak") and decays toward faster ones,
@@ -12,17 +13,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use http::Response;
-use tower::{Service, ServiceExt};
-
-use crate::body::Body;
-use crate::call::{Call, CallError};
-use crate::directory::{candidates, Directory, Endpoint, EndpointId, Target};
-use crate::error::ProxyError;
+use crate::directory::{Endpoint, EndpointId};
 
 /// The estimate an endpoint starts with, before any sample (linkerd2-proxy's default).
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
@@ -66,9 +57,9 @@ impl Load {
     }
 }
 
-/// Load figures per endpoint id, shared by every call.
+/// Load figures per endpoint id, shared by every call, and the pick they decide.
 #[derive(Clone, Default, Debug)]
-pub struct Balancer {
+pub struct PeakEwma {
     loads: Arc<Mutex<HashMap<EndpointId, Load>>>,
 }
 
@@ -88,13 +79,13 @@ fn random(bound: usize) -> usize {
     })
 }
 
-impl Balancer {
+impl PeakEwma {
     /// Picks one of `candidates`, or `None` if there are none.
     pub fn pick<'a>(&self, candidates: &'a [Endpoint]) -> Option<&'a Endpoint> {
         Some(&candidates[self.pick_index(candidates)?])
     }
 
-    /// [`Balancer::pick`], taking the endpoint out of `candidates` rather than cloning it.
+    /// [`PeakEwma::pick`], taking the endpoint out of `candidates` rather than cloning it.
     pub fn pick_owned(&self, mut candidates: Vec<Endpoint>) -> Option<Endpoint> {
         let index = self.pick_index(&candidates)?;
         Some(candidates.swap_remove(index))
@@ -134,7 +125,7 @@ impl Balancer {
             .or_insert_with(|| Load::new(now))
             .pending += 1;
         InFlight {
-            balancer: self.clone(),
+            loads: self.clone(),
             endpoint,
             started: now,
             finished: false,
@@ -162,7 +153,7 @@ impl Balancer {
 /// A call in flight. Dropping it without [`done`](InFlight::done) counts as a failure.
 #[derive(Debug)]
 pub struct InFlight {
-    balancer: Balancer,
+    loads: PeakEwma,
     endpoint: EndpointId,
     started: Instant,
     finished: bool,
@@ -172,104 +163,23 @@ impl InFlight {
     /// The call got its response (head): its latency becomes a sample.
     pub fn done(mut self) {
         self.finished = true;
-        self.balancer.finish(self.endpoint, self.started.elapsed());
+        self.loads.finish(self.endpoint, self.started.elapsed());
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.finished {
-            self.balancer
+            self.loads
                 .finish(self.endpoint, self.started.elapsed().max(FAILURE_PENALTY));
         }
-    }
-}
-
-/// The balancer layer: resolves the call's service, keeps the eligible endpoints (healthy,
-/// nearest datacenter first), picks one, and times the try for the latency estimate.
-#[derive(Clone)]
-pub(crate) struct Balance<S> {
-    directory: Arc<dyn Directory>,
-    balancer: Balancer,
-    inner: S,
-}
-
-impl<S> Balance<S> {
-    pub fn new(directory: Arc<dyn Directory>, balancer: Balancer, inner: S) -> Self {
-        Balance {
-            directory,
-            balancer,
-            inner,
-        }
-    }
-}
-
-impl<S> Service<Call> for Balance<S>
-where
-    S: Service<(Endpoint, Call), Response = Response<Body>, Error = CallError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = CallError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, CallError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> Self::Future {
-        let directory = self.directory.clone();
-        let balancer = self.balancer.clone();
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let picked = candidates(directory.as_ref(), call.name(), &call.tried())
-                .await
-                .and_then(|eligible| {
-                    balancer
-                        .pick_owned(eligible)
-                        .ok_or_else(|| ProxyError::NoHealthyEndpoint {
-                            service: call.name().to_string(),
-                        })
-                });
-            let endpoint = match picked {
-                Ok(endpoint) => endpoint,
-                Err(error) => {
-                    return Err(CallError {
-                        error,
-                        unsent: true,
-                    })
-                }
-            };
-            call.trying(endpoint.id);
-            let in_flight = balancer.start(endpoint.id);
-            // A second handle on the call (one `Arc`), for its name once the try has it.
-            let same_call = call.clone();
-            let address = match endpoint.target {
-                Target::Address(address) => Some(address),
-                Target::Node { .. } => None,
-            };
-            let result = inner.oneshot((endpoint, call)).await;
-            match (&result, address) {
-                (Ok(_), _) => in_flight.done(),
-                // A plain address that could not be reached: maybe one of this node's own
-                // services, whose health check should look now.
-                (Err(e), Some(address)) if e.unsent => {
-                    directory.unreachable(&same_call.name().service, address)
-                }
-                _ => {}
-            }
-            result
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::Target;
+    use crate::target::Target;
 
     fn id(port: u16) -> EndpointId {
         EndpointId::Address(([127, 0, 0, 1], port).into())
@@ -287,22 +197,22 @@ mod tests {
 
     #[test]
     fn a_failing_endpoint_gets_almost_no_traffic() {
-        let balancer = Balancer::default();
-        drop(balancer.start(id(2))); // a failure: counts as a 1 s call
-        balancer.start(id(1)).done();
+        let loads = PeakEwma::default();
+        drop(loads.start(id(2))); // a failure: counts as a 1 s call
+        loads.start(id(1)).done();
         let eps = [ep(1), ep(2)];
         let bad = (0..1000)
-            .filter(|_| balancer.pick(&eps).map(|e| e.id) == Some(id(2)))
+            .filter(|_| loads.pick(&eps).map(|e| e.id) == Some(id(2)))
             .count();
         assert_eq!(bad, 0, "with two endpoints P2C always compares both");
     }
 
     #[test]
     fn pending_calls_add_load() {
-        let balancer = Balancer::default();
-        let _busy: Vec<InFlight> = (0..5).map(|_| balancer.start(id(1))).collect();
+        let loads = PeakEwma::default();
+        let _busy: Vec<InFlight> = (0..5).map(|_| loads.start(id(1))).collect();
         let eps = [ep(1), ep(2)];
-        assert_eq!(balancer.pick(&eps).map(|e| e.id), Some(id(2)));
+        assert_eq!(loads.pick(&eps).map(|e| e.id), Some(id(2)));
     }
 
     #[test]
@@ -317,13 +227,13 @@ mod tests {
 
     #[test]
     fn picks_spread_over_equal_endpoints() {
-        let balancer = Balancer::default();
+        let loads = PeakEwma::default();
         let eps: Vec<Endpoint> = (0..4).map(ep).collect();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(balancer.pick(&eps).map(|e| e.id));
+            seen.insert(loads.pick(&eps).map(|e| e.id));
         }
         assert_eq!(seen.len(), 4);
-        assert!(balancer.estimate(id(0)).is_none());
+        assert!(loads.estimate(id(0)).is_none());
     }
 }

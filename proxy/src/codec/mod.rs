@@ -1,6 +1,8 @@
-//! HTTP messages over a tunnel stream.
+//! The codec of HTTP over a tunnel stream: one HTTP exchange as frames.
 //!
-//! A tunnel stream is a plain byte pipe; this module frames one HTTP exchange on it. Both
+//! A tunnel stream is a plain byte pipe; this module frames one HTTP exchange on it. The
+//! calling node writes with `forward/node.rs`, the serving node answers with `inbound.rs`;
+//! both copy bodies with [`body`]. Both
 //! directions carry a head, then body frames, then either trailers or an end marker:
 //!
 //! ```text
@@ -18,6 +20,8 @@
 //! bytes both ways. Flag 4 (`UNDELIVERED`) on a response says the serving node answered in its
 //! service's place, which never saw the request. Trailers are what gRPC needs and what HTTP/1.1 between nodes could not
 //! carry; frames keep HTTP/2's semantics without its connection-level state.
+
+pub(crate) mod body;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};

@@ -1,7 +1,0 @@
-//! The HTTP/1 framing guard that watches every byte a client sends to the outbound listener.
-#![no_main]
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    ferry_proxy::fuzzing::framing_guard(data);
-});
