@@ -93,7 +93,7 @@ async fn start_node(
 ) -> Result<Node, String> {
     for (node, id) in peers {
         config.tunnel.peers.push(PeerConfig {
-            address: node.state.addresses.tunnel.to_string(),
+            address: node.state.addresses().tunnel.to_string(),
             key: Some(id.public().to_string()),
         });
     }
@@ -172,7 +172,7 @@ async fn start_mesh() -> Result<Mesh, String> {
     let app = start_node(app_config, &app_id, &[(&gw1, &gw1_id)], &[]).await?;
     let outbound = *app
         .state
-        .addresses
+        .addresses()
         .outbounds
         .first()
         .ok_or("the app's node has no outbound listener")?;
@@ -195,7 +195,7 @@ async fn run(once: bool) -> Result<bool, String> {
     }
     let admin = |n: &Node| {
         n.state
-            .addresses
+            .addresses()
             .admin
             .map(|a| a.to_string())
             .unwrap_or_default()

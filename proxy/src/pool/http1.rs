@@ -242,3 +242,35 @@ impl http_body::Body for PooledBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_hands_the_request_back_whole() {
+        // A port nothing listens on: bound, then closed.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let pool = Arc::new(Http1Pool::default());
+        let request = Request::post("/orders")
+            .body(body::full("an order"))
+            .expect("a valid request");
+        let Err(TryError::Unreached {
+            request: Some(request),
+            ..
+        }) = pool.send(addr, request).await
+        else {
+            panic!("a refused connection is unreached and gives the request back");
+        };
+        let body = request.into_body().collect().await.expect("a body");
+        assert_eq!(
+            body.to_bytes(),
+            "an order",
+            "the body is intact, to go elsewhere"
+        );
+    }
+}

@@ -1,5 +1,9 @@
 //! A running node: the tunnel, the proxy's listeners, the local services and the admin API,
-//! wired together from a [`Config`].
+//! wired together from a [`Config`]. Its state, and the views the admin API serves of it, are
+//! in `state.rs` and `views.rs`.
+
+mod state;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,8 +21,11 @@ use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Tru
 
 use crate::config::{Config, OutboundKind};
 use crate::directory::NodeDirectory;
-use crate::registry::{self, NodeRecord, RegistryCache};
+use crate::registry::{self, NodeRecord};
 use crate::services::LocalServices;
+
+pub use state::NodeState;
+pub use views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
 
 /// How long a stopping node waits for its listeners to finish the calls in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(12);
@@ -26,147 +33,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(12);
 /// The addresses a node's sockets were bound to (ports chosen by the OS when asked for 0).
 #[derive(Clone, Debug)]
 pub struct Addresses {
+    /// The tunnel's UDP address.
     pub tunnel: SocketAddr,
+    /// The outbound listeners', in the config's order.
     pub outbounds: Vec<SocketAddr>,
+    /// The admin API's, when it is served.
     pub admin: Option<SocketAddr>,
-}
-
-/// What the admin API and the signal handlers read and act on.
-pub struct NodeState {
-    pub key: PublicKey,
-    pub config: RwLock<Config>,
-    pub network: Network,
-    pub services: LocalServices,
-    /// The registry's cache: what the plugin last answered and whether its backend is up.
-    pub registry: Arc<RegistryCache>,
-    /// This node as the registry publishes it; changed when its services change.
-    record: watch::Sender<NodeRecord>,
-    outbound: Arc<Outbound>,
-    pub shutdown: watch::Sender<bool>,
-    /// Why the last reload was refused, until a good one comes.
-    pub reload_error: RwLock<Option<String>>,
-    listeners_up: AtomicBool,
-    pub metrics: Option<PrometheusHandle>,
-    pub started: Instant,
-    pub addresses: Addresses,
-}
-
-impl NodeState {
-    /// `Ok` once the node can serve: listeners bound, peers tried once, first health checks
-    /// done. Otherwise the reason, for `/readyz`.
-    pub fn readiness(&self) -> Result<(), String> {
-        if *self.shutdown.borrow() {
-            return Err("draining".into());
-        }
-        if !self.listeners_up.load(Ordering::Relaxed) {
-            return Err("listeners not up yet".into());
-        }
-        if !self.network.settled() {
-            return Err("registry not synced: waiting to hear from configured peers".into());
-        }
-        if !self.services.all_checked() {
-            return Err("registry not synced: first health checks still running".into());
-        }
-        self.registry.readiness()?;
-        Ok(())
-    }
-
-    /// What a ready node should still tell: a refused reload, a registry backend that is down
-    /// while its last answer serves.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if let Some(why) = self
-            .reload_error
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            warnings.push(format!(
-                "last config reload refused, serving the previous config: {why}"
-            ));
-        }
-        if let Ok(Some(why)) = self.registry.readiness() {
-            warnings.push(why);
-        }
-        warnings
-    }
-
-    pub fn config(&self) -> Config {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Applies a new config to the running node. What can change live (services, their
-    /// health checks, deadlines) changes now; what needs new sockets or a new identity is
-    /// named in the returned notes and takes effect on restart.
-    pub fn reload(&self, new: Config) -> Vec<String> {
-        let old = self.config();
-        let mut notes = Vec::new();
-        let restart = |what: &str, notes: &mut Vec<String>| {
-            notes.push(format!("{what} changed: takes effect on restart"))
-        };
-        if old.node != new.node {
-            restart("[node]", &mut notes);
-        }
-        if (
-            &old.tunnel.listen,
-            &old.tunnel.advertise,
-            old.tunnel.gateway,
-            &old.tunnel.peers,
-        ) != (
-            &new.tunnel.listen,
-            &new.tunnel.advertise,
-            new.tunnel.gateway,
-            &new.tunnel.peers,
-        ) {
-            restart("[tunnel] listen, advertise, gateway or peers", &mut notes);
-        }
-        if old.registry != new.registry {
-            restart("[registry]", &mut notes);
-        }
-        if old.outbounds != new.outbounds {
-            restart("[[outbound]]", &mut notes);
-        }
-        if old.admin != new.admin {
-            restart("[admin]", &mut notes);
-        }
-        self.services.replace(&new.services);
-        let services = registry::service_records(&new.services);
-        self.record.send_if_modified(|record| {
-            let changed = record.services != services;
-            record.services = services;
-            changed
-        });
-        self.outbound.set_settings(outbound_settings(&new));
-        match trusted_keys(&new) {
-            Ok(keys) => self.network.trust().replace(keys),
-            Err(e) => notes.push(format!("trust unchanged: {e}")),
-        }
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = new;
-        *self.reload_error.write().unwrap_or_else(|e| e.into_inner()) = None;
-        notes
-    }
-
-    /// Rereads the trust file (on change) and replaces the trusted keys; a bad file keeps the
-    /// keys trusted before.
-    pub fn refresh_trust(&self) -> Result<usize, String> {
-        let keys = trusted_keys(&self.config())?;
-        let count = keys.len();
-        self.network.trust().replace(keys);
-        Ok(count)
-    }
-
-    /// Records a refused reload: the node keeps its last good config.
-    pub fn reload_failed(&self, why: String) {
-        *self.reload_error.write().unwrap_or_else(|e| e.into_inner()) = Some(why);
-    }
-
-    /// Starts draining: listeners stop accepting and the node exits once calls finish.
-    pub fn drain(&self) {
-        self.shutdown.send_replace(true);
-    }
 }
 
 /// How long a link this node dialed for calls stays up without a stream: a node that calls
