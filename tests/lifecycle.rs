@@ -208,7 +208,7 @@ fn metrics_name_what_spec_lists_on_both_nodes() {
         if text.contains("ferry_bytes_total") {
             Ok(text)
         } else {
-            Err("no byte counts yet".into())
+            Err("no byte counts yet")
         }
     });
     for wanted in [

@@ -24,6 +24,7 @@ pub mod registry;
 
 pub use backend::Backend;
 pub use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};
+pub use ferry_testing::{eventually, eventually_every};
 pub use http::{
     assert_ferry_error, curl, curl_in, curl_ran, curl_ran_in, get, get_in, raw_exchange,
     wait_upstream_error, Response,
@@ -83,31 +84,6 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
             let mut command = Command::new("ip");
             command.args(["netns", "exec", netns]).arg(program);
             command
-        }
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Ok` or `within` has passed; then panics with
-/// the last error, so a failing test says what it was waiting for.
-pub fn eventually<T>(within: Duration, check: impl FnMut() -> Result<T, String>) -> T {
-    eventually_every(Duration::from_millis(100), within, check)
-}
-
-/// [`eventually`], polling every `interval`: for tests that time how soon something happens,
-/// where 100 ms between polls would blur the measure.
-pub fn eventually_every<T>(
-    interval: Duration,
-    within: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("condition still false after {within:?}: {last}")
-            }
-            Err(_) => thread::sleep(interval),
         }
     }
 }

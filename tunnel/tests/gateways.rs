@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::eventually;
+use common::WAIT;
+use ferry_testing::{eventually_async, throughout_async};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,12 +130,13 @@ async fn a_sidecar_reaches_another_datacenter_through_two_gateways() {
     g2.network.trust().replace([b.key, g1.key]);
     g1.network.trust().replace([a.key]);
 
-    eventually("a learns echo in dc2", || {
+    eventually_async(WAIT, || {
         a.network
             .lookup("echo", None)
             .first()
-            .map(|(r, _)| r.datacenter == "dc2" && r.via == Some(g1.key))
-            .filter(|ok| *ok)
+            .filter(|(r, _)| r.datacenter == "dc2" && r.via == Some(g1.key))
+            .map(drop)
+            .ok_or("a learns echo in dc2")
     })
     .await;
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -153,22 +155,28 @@ async fn nodes_of_one_datacenter_dial_each_other_on_first_use() {
     let s = node("s", "dc1", false, &[&g], &[], &["echo"]);
     let a = node("a", "dc1", false, &[&g], &[], &[]);
     g.network.trust().replace([s.key, a.key]);
-    eventually("a learns echo", || {
-        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    eventually_async(WAIT, || {
+        (!a.network.lookup("echo", None).is_empty())
+            .then_some(())
+            .ok_or("a learns echo")
     })
     .await;
     assert_eq!(peer_path(&a, "s"), None, "no link before a call");
     assert_eq!(echo(&a, "echo", b"hello").await.expect("echo"), b"hello");
-    eventually("a direct link to s", || {
-        (peer_path(&a, "s").as_deref() == Some("direct")).then_some(())
+    eventually_async(WAIT, || {
+        (peer_path(&a, "s").as_deref() == Some("direct"))
+            .then_some(())
+            .ok_or("a direct link to s")
     })
     .await;
     // Once linked, the route is learned from s itself.
-    eventually("a direct route", || {
+    eventually_async(WAIT, || {
         a.network
             .lookup("echo", None)
             .first()
-            .and_then(|(r, _)| r.via.is_none().then_some(()))
+            .filter(|(r, _)| r.via.is_none())
+            .map(drop)
+            .ok_or("a direct route")
     })
     .await;
 }
@@ -181,15 +189,19 @@ async fn an_idle_session_through_gateways_closes_and_is_opened_again() {
     let a = caller("a", "dc1", &[&g1], ms(800));
     g2.network.trust().replace([b.key, g1.key]);
     g1.network.trust().replace([a.key]);
-    eventually("a learns echo in dc2", || {
-        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    eventually_async(WAIT, || {
+        (!a.network.lookup("echo", None).is_empty())
+            .then_some(())
+            .ok_or("a learns echo in dc2")
     })
     .await;
     for round in ["first", "after the idle close"] {
         assert_eq!(echo(&a, "echo", b"hi").await.expect(round), b"hi");
         assert_eq!(peer_path(&a, "b").as_deref(), Some("via g1"), "{round}");
-        eventually("the idle session closes", || {
-            (peer_path(&a, "b").is_none() && peer_path(&b, "a").is_none()).then_some(())
+        eventually_async(WAIT, || {
+            (peer_path(&a, "b").is_none() && peer_path(&b, "a").is_none())
+                .then_some(())
+                .ok_or("the idle session closes")
         })
         .await;
     }
@@ -199,16 +211,6 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// Asserts that `check` holds at every poll for `period`: a quiet spell that must change
-/// nothing.
-async fn throughout(what: &str, period: Duration, mut check: impl FnMut() -> bool) {
-    let end = tokio::time::Instant::now() + period;
-    while tokio::time::Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_dialed_for_calls_closes_when_idle_and_is_dialed_again() {
     let idle = ms(800);
@@ -216,8 +218,10 @@ async fn a_link_dialed_for_calls_closes_when_idle_and_is_dialed_again() {
     let s = node("s", "dc1", false, &[&g], &[], &["echo"]);
     let a = caller("a", "dc1", &[&g], idle);
     g.network.trust().replace([s.key, a.key]);
-    eventually("a learns echo", || {
-        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    eventually_async(WAIT, || {
+        (!a.network.lookup("echo", None).is_empty())
+            .then_some(())
+            .ok_or("a learns echo")
     })
     .await;
 
@@ -234,19 +238,25 @@ async fn a_link_dialed_for_calls_closes_when_idle_and_is_dialed_again() {
     let mut back = [0u8; 4];
     stream.read_exact(&mut back).await.expect("echoed");
     assert_eq!(peer_path(&a, "s").as_deref(), Some("direct"));
-    throughout("the link with a stream open", idle * 3, || {
+    throughout_async("the link with a stream open", idle * 3, || {
         peer_path(&a, "s").as_deref() == Some("direct")
     })
     .await;
 
     // Once no stream is open, the link goes, on both sides.
     drop(stream);
-    eventually("a closes the idle link", || {
-        peer_path(&a, "s").is_none().then_some(())
+    eventually_async(WAIT, || {
+        peer_path(&a, "s")
+            .is_none()
+            .then_some(())
+            .ok_or("a closes the idle link")
     })
     .await;
-    eventually("s sees it closed", || {
-        peer_path(&s, "a").is_none().then_some(())
+    eventually_async(WAIT, || {
+        peer_path(&s, "a")
+            .is_none()
+            .then_some(())
+            .ok_or("s sees it closed")
     })
     .await;
 
@@ -265,9 +275,10 @@ async fn a_stream_survives_the_loss_of_one_gateway() {
     g2.network.trust().replace([b.key, g1a.key, g1b.key]);
     g1a.network.trust().replace([a.key, g1b.key]);
     g1b.network.trust().replace([a.key]);
-    eventually("two ways to echo", || {
-        let via = a.network.lookup("echo", None).first()?.0.via?;
-        (via == g1a.key || via == g1b.key).then_some(())
+    eventually_async(WAIT, || {
+        let via = a.network.lookup("echo", None).first().and_then(|r| r.0.via);
+        via.filter(|via| *via == g1a.key || *via == g1b.key)
+            .ok_or("two ways to echo")
     })
     .await;
     let (route, peer) = a.network.lookup("echo", None).remove(0);

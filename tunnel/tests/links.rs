@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::eventually;
+use common::WAIT;
+use ferry_testing::{eventually_async, throughout_async};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,8 +63,10 @@ async fn linked_pair() -> (Node, Node) {
         }],
         vec![],
     );
-    eventually("a route to echo", || {
-        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    eventually_async(WAIT, || {
+        (!a.network.lookup("echo", None).is_empty())
+            .then_some(())
+            .ok_or("a route to echo")
     })
     .await;
     (a, b)
@@ -174,19 +177,27 @@ async fn discovered_peers_link_and_leave_when_removed() {
     };
     a.network.add_peer(peer(&b, &id_b));
     b.network.add_peer(peer(&a, &id_a));
-    eventually("a route to echo", || {
-        (!a.network.lookup("echo", None).is_empty()).then_some(())
+    eventually_async(WAIT, || {
+        (!a.network.lookup("echo", None).is_empty())
+            .then_some(())
+            .ok_or("a route to echo")
     })
     .await;
     assert!(a.network.trust().allows(&id_b.public()));
 
     a.network.remove_peer(&id_b.public());
-    eventually("the route to withdraw", || {
-        a.network.lookup("echo", None).is_empty().then_some(())
+    eventually_async(WAIT, || {
+        a.network
+            .lookup("echo", None)
+            .is_empty()
+            .then_some(())
+            .ok_or("the route to withdraw")
     })
     .await;
     assert!(!a.network.trust().allows(&id_b.public()));
     // b keeps redialing a, which no longer trusts it: no link comes back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(a.network.lookup("echo", None).is_empty());
+    throughout_async("no route back", Duration::from_millis(300), || {
+        a.network.lookup("echo", None).is_empty()
+    })
+    .await;
 }

@@ -185,6 +185,8 @@ mod tests {
     use hyper::service::service_fn;
     use tokio::net::{TcpSocket, TcpStream};
 
+    use ferry_testing::eventually_async;
+
     use super::*;
 
     fn call() -> Request<Body> {
@@ -267,14 +269,13 @@ mod tests {
         let pool = Arc::new(Http2Pool::default());
         let calls = eight_calls(&pool, addr);
         // Room is made only once every call is in: one dialing, seven waiting on it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while calls_at_the_dial(&pool, addr) < 8 {
-            assert!(
-                Instant::now() < deadline,
-                "the calls never all reached the dial"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually_async(Duration::from_secs(5), || {
+            match calls_at_the_dial(&pool, addr) {
+                8 => Ok(()),
+                n => Err(format!("{n} of 8 calls at the dial")),
+            }
+        })
+        .await;
         let served = make_room(listener, fillers).await;
         for call in calls {
             let response = call.await.expect("the call's task ends").expect("answered");

@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use ferry_testing::eventually_async;
+
 use super::datagram::{self, HEADER_LEN};
 use super::Relay;
 use crate::header::{Protocol, StreamHeader, StreamKind};
@@ -278,10 +280,10 @@ async fn a_gateway_relays_an_inner_session_it_cannot_read() {
     })
     .await;
     let (a_g, b_g) = (a_g.expect("a links to g"), b_g.expect("b links to g"));
-    within("g to hold both links", 10, async {
-        while at_g.lock().expect("not poisoned").len() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    eventually_async(Duration::from_secs(10), || {
+        (at_g.lock().expect("not poisoned").len() >= 2)
+            .then_some(())
+            .ok_or("g to hold both links")
     })
     .await;
     let room = a_g.connection().max_datagram_size().expect("datagrams on");
@@ -417,12 +419,11 @@ impl TwoGateways {
                 outer.push(link.expect("links to a gateway"));
             }
         }
-        within("both gateways to hold both links", 10, async {
-            while self.g1.links.lock().expect("not poisoned").len() < 2
-                || self.g2.links.lock().expect("not poisoned").len() < 2
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        eventually_async(Duration::from_secs(10), || {
+            let held = |g: &Gateway| g.links.lock().expect("not poisoned").len();
+            (held(&self.g1) >= 2 && held(&self.g2) >= 2)
+                .then_some(())
+                .ok_or("both gateways to hold both links")
         })
         .await;
         let relay_a = relay_over(&outer[0..2], key_a);
@@ -565,10 +566,11 @@ async fn an_inner_session_survives_a_gateway_that_goes_silent() {
     let (outer, at_a, at_b) = (&session.outer, &session.at_a, &session.at_b);
 
     silent.store(true, Ordering::Relaxed);
-    within("a to find g1 dead", 10, async {
-        while !outer[0].is_closed() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    eventually_async(Duration::from_secs(10), || {
+        outer[0]
+            .is_closed()
+            .then_some(())
+            .ok_or("a to find g1 dead")
     })
     .await;
     // Through g2 now: a stream must still cross.

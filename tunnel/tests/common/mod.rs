@@ -1,5 +1,4 @@
-//! What the in-process network tests share: an echoing stream handler, and polling with a
-//! deadline.
+//! What the in-process network tests share: an echoing stream handler, and how long they wait.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +17,5 @@ pub fn serve_echo(network: &Network) {
     }));
 }
 
-/// Polls `check` until it gives a value; fails naming `what` after 10 s.
-pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// How long a test waits for the mesh to do something.
+pub const WAIT: Duration = Duration::from_secs(10);
