@@ -1,4 +1,4 @@
-//! The `ferry` command line as SPEC "Binary and CLI" promises it. Needs no root or namespaces.
+//! The `ferry` command line as the reference (`docs/reference.md`) promises it. Needs no root or namespaces.
 
 mod support;
 
@@ -84,7 +84,10 @@ fn pubkey_prints_the_key_that_keygen_printed() {
 fn dir_with_key(name: &str) -> TempDir {
     let dir = TempDir::new(name);
     let key = dir.join("node.key");
-    let made = ferry(&["keygen", "--out", key.to_str().unwrap()], dir.path());
+    let made = ferry(
+        &["keygen", "--out", key.to_str().expect("a UTF-8 temp path")],
+        dir.path(),
+    );
     assert!(made.success(), "keygen failed: {made:?}");
     dir
 }

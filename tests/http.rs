@@ -1,5 +1,5 @@
-//! HTTP through one node's outbound to a local workload, as SPEC "How an outbound HTTP request
-//! is routed" promises. Needs no root or namespaces.
+//! HTTP through one node's outbound to a local workload, as the reference (`docs/reference.md`,
+//! "How an outbound HTTP request is routed") promises. Needs no root or namespaces.
 
 mod support;
 
@@ -102,7 +102,7 @@ fn dead_workload_gets_an_answer_from_ferry_not_a_hang() {
 fn assert_times_out(deadline_toml: &str) {
     let (_backend, node) = greeter_node(deadline_toml);
     let started = Instant::now();
-    let response = get(node.outbound, "greeter", "/slow?ms=8000").unwrap();
+    let response = get(node.outbound, "greeter", "/slow?ms=8000").expect("an answer");
     let took = started.elapsed();
     assert_ferry_error(&response, 504, "timeout", "greeter");
     assert!(

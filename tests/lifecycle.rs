@@ -138,7 +138,7 @@ fn json_logs_are_one_json_object_a_line() {
 }
 
 #[test]
-fn admin_endpoints_answer_as_spec_says() {
+fn admin_endpoints_answer_as_the_reference_says() {
     let (_backend, node) = greeter_node("");
     let healthz = admin_get(&node, "/healthz");
     assert_eq!((healthz.status, healthz.body.trim()), (200, "ok"));
@@ -177,7 +177,7 @@ fn admin_endpoints_answer_as_spec_says() {
 }
 
 #[test]
-fn metrics_name_what_spec_lists_on_both_nodes() {
+fn metrics_name_what_the_reference_lists_on_both_nodes() {
     let web = Backend::http("web");
     let redis = Backend::redis("redis");
     let b = Node::builder("b")

@@ -351,7 +351,7 @@ fn a_peer_killed_with_sigkill_leaves_as_peers_within_1_5_s() {
     });
     let noticed = killed.elapsed();
     eprintln!("B killed: A noticed after {noticed:?}");
-    // SPEC's 1.5 s, plus one poll of /peers (a curl through `ip netns exec`, ~15 ms) and the
+    // The promised 1.5 s, plus one poll of /peers (a curl through `ip netns exec`, ~15 ms) and the
     // pause between polls.
     assert!(
         noticed < Duration::from_millis(1500) + POLL * 4,

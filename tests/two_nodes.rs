@@ -175,3 +175,89 @@ fn dead_workload_on_b_gets_an_error_from_a() {
     greeter.kill();
     wait_upstream_error(a.outbound, "greeter");
 }
+
+/// A `ferry run` started with flags alone, killed when dropped.
+struct FlagsOnly(std::process::Child);
+
+impl Drop for FlagsOnly {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ferry keygen` in `dir`: the key file and its public key.
+fn keygen(dir: &support::TempDir) -> (String, String) {
+    let key = dir.join("node.key");
+    let key = key.to_str().expect("a UTF-8 temp path").to_owned();
+    let made = support::ferry(&["keygen", "--out", &key], dir.path());
+    assert!(made.success(), "keygen failed: {made:?}");
+    let public = made
+        .stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .expect("keygen prints the public key")
+        .to_owned();
+    (key, public)
+}
+
+fn run_with_flags(dir: &support::TempDir, flags: &[String]) -> FlagsOnly {
+    let log = std::fs::File::create(dir.join("ferry.log")).expect("a log file");
+    let child = std::process::Command::new(support::ferry_bin())
+        .arg("run")
+        .args(flags)
+        .env("FERRY_STATE_DIR", dir.path())
+        .env_remove("FERRY_CONFIG")
+        .stdout(log.try_clone().expect("the log again"))
+        .stderr(log)
+        .spawn()
+        .expect("ferry runs");
+    FlagsOnly(child)
+}
+
+#[test]
+fn a_pair_started_with_flags_alone_talks() {
+    let greeter = Backend::http("greeter-on-b");
+    let (dir_a, dir_b) = (
+        support::TempDir::new("flags-a"),
+        support::TempDir::new("flags-b"),
+    );
+    let ((key_a, public_a), (key_b, public_b)) = (keygen(&dir_a), keygen(&dir_b));
+    let local = |port: u16| format!("127.0.0.1:{port}");
+    let tunnel_b = local(support::free_tunnel_port());
+    let outbound_a = local(support::free_tcp_port());
+    let _b = run_with_flags(
+        &dir_b,
+        &[
+            "--name=b".into(),
+            format!("--key={key_b}"),
+            format!("--listen={tunnel_b}"),
+            format!("--admin={}", local(support::free_tcp_port())),
+            format!("--outbound={}", local(support::free_tcp_port())),
+            format!("--service=greeter={}", greeter.address),
+            // Without this, b refuses a's handshake: no config file lists a's key.
+            format!("--trust={public_a}"),
+        ],
+    );
+    let _a = run_with_flags(
+        &dir_a,
+        &[
+            "--name=a".into(),
+            format!("--key={key_a}"),
+            format!("--listen={}", local(support::free_tunnel_port())),
+            format!("--admin={}", local(support::free_tcp_port())),
+            format!("--outbound={outbound_a}"),
+            format!("--peer={tunnel_b}#{public_b}"),
+        ],
+    );
+    let outbound = outbound_a.parse().expect("an address");
+    let answer = eventually(Duration::from_secs(20), || {
+        let response = get(outbound, "greeter", "/hello")?;
+        match response.status {
+            200 => Ok(response.body),
+            _ => Err(format!("{response:?}")),
+        }
+    });
+    assert!(answer.contains("hello from greeter-on-b"), "{answer}");
+}

@@ -19,10 +19,10 @@ use crate::error::{Error, Result};
 use crate::process::{wait_for_port, Process};
 
 /// What nginx answers to every request.
-pub const BODY: &str = "hello from the ferry bench backend\n";
+pub(crate) const BODY: &str = "hello from the ferry bench backend\n";
 
 /// nginx with one worker, so the backend is the same modest server behind every target.
-pub async fn start_nginx(nginx: &Path, listen: SocketAddr, dir: &Path) -> Result<Process> {
+pub(crate) async fn start_nginx(nginx: &Path, listen: SocketAddr, dir: &Path) -> Result<Process> {
     let root = dir.join("nginx");
     std::fs::create_dir_all(root.join("tmp")).map_err(Error::io("creating nginx's directory"))?;
     let r = root.display();
@@ -65,7 +65,7 @@ http {{
 const GRPC_REPLY: &[u8] = &[0, 0, 0, 0, 7, 0x0a, 5, b'h', b'e', b'l', b'l', b'o'];
 
 /// Serves h2c gRPC on `listener` until the runtime ends.
-pub fn spawn_grpc(listener: TcpListener) {
+pub(crate) fn spawn_grpc(listener: TcpListener) {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
@@ -99,7 +99,7 @@ type GrpcBody = http_body_util::combinators::WithTrailers<
 >;
 
 /// Echoes every byte back, for connections that are held open and checked end to end.
-pub fn spawn_echo(listener: TcpListener) {
+pub(crate) fn spawn_echo(listener: TcpListener) {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -111,7 +111,7 @@ pub fn spawn_echo(listener: TcpListener) {
 }
 
 /// Binds a listener the in-process servers use, naming the address on failure.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(Error::io(format!("binding {addr}")))

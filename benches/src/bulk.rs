@@ -23,17 +23,17 @@ const NEBULA_PORT: u16 = 4242;
 
 /// The three ways across, with everything they need running. Fields drop in order: the
 /// processes go before the namespaces that hold them.
-pub struct Bulk {
+pub(crate) struct Bulk {
     _processes: Vec<Process>,
     _namespaces: Namespaces,
     iperf3: std::path::PathBuf,
 }
 
 /// The targets, as the report names them.
-pub const TARGETS: [&str; 3] = ["veth", "ferry", "nebula"];
+pub(crate) const TARGETS: [&str; 3] = ["veth", "ferry", "nebula"];
 
 impl Bulk {
-    pub async fn start(peers: &Peers, ferry_bin: &Path, dir: &Path) -> Result<Bulk> {
+    pub(crate) async fn start(peers: &Peers, ferry_bin: &Path, dir: &Path) -> Result<Bulk> {
         let namespaces = Namespaces::create()?;
         let mut processes = Vec::new();
 
@@ -168,7 +168,7 @@ firewall:
     }
 
     /// One iperf3 run from ns1 for `time`; bits per second received.
-    pub async fn throughput(&self, target: &str, time: Duration) -> Result<f64> {
+    pub(crate) async fn throughput(&self, target: &str, time: Duration) -> Result<f64> {
         let (host, port) = match target {
             "veth" => (VETH2.to_string(), IPERF_PORT),
             "ferry" => ("127.0.0.1".to_string(), OUTBOUND_PORT),

@@ -102,7 +102,7 @@ fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Er
     }
 }
 
-pub fn draw(o: &Outcome, path: &Path) -> Result<()> {
+pub(crate) fn draw(o: &Outcome, path: &Path) -> Result<()> {
     let font = std::fs::read(FONT).map_err(Error::io(format!("reading the font {FONT}")))?;
     // plotters keeps registered fonts for the life of the process, so it wants them 'static.
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N] [--only PART]
 
 Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on this machine,
@@ -20,7 +20,7 @@ Environment: FERRY_BIN names a ferry binary to use instead of building target/re
 Root is needed for the network namespaces and to install missing peers with apt-get.";
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Options {
+pub(crate) struct Options {
     pub quick: bool,
     pub runs: usize,
     pub out: Option<std::path::PathBuf>,
@@ -29,7 +29,7 @@ pub struct Options {
 
 /// A part of the run that `--only` can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// Ferry beside its peers: loopback scenarios and bulk TCP.
     Peers,
     /// The three-datacenter mesh.
@@ -38,14 +38,14 @@ pub enum Part {
 
 impl Options {
     /// Whether `part` is to run.
-    pub fn runs_part(&self, part: Part) -> bool {
+    pub(crate) fn runs_part(&self, part: Part) -> bool {
         self.only.is_none_or(|only| only == part)
     }
 }
 
 impl Options {
     /// Parses the arguments after the program name; `Ok(None)` means `--help` was asked for.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>> {
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>> {
         let mut quick = false;
         let mut runs = None;
         let mut out = None;

@@ -11,14 +11,14 @@ use crate::process::output;
 use crate::tool_output::{h2load_requests_per_second, wrk_requests, wrk_requests_per_second};
 
 /// What one wrk run measured.
-pub struct WrkRun {
+pub(crate) struct WrkRun {
     pub per_second: f64,
     /// Every request it made, for what the run cost per request.
     pub requests: u64,
 }
 
 /// wrk, closed loop over `connections` HTTP/1.1 keep-alive connections.
-pub async fn wrk(
+pub(crate) async fn wrk(
     wrk: &Path,
     addr: SocketAddr,
     host: &str,
@@ -52,7 +52,7 @@ pub async fn wrk(
 }
 
 /// h2load, gRPC unary calls over one h2c connection with `streams` in flight; calls per second.
-pub async fn h2load_grpc(
+pub(crate) async fn h2load_grpc(
     h2load: &Path,
     addr: SocketAddr,
     authority: &str,
@@ -80,7 +80,7 @@ pub async fn h2load_grpc(
 }
 
 /// The framed gRPC request h2load posts.
-pub fn write_grpc_request(path: &Path) -> Result<()> {
+pub(crate) fn write_grpc_request(path: &Path) -> Result<()> {
     std::fs::write(path, [0, 0, 0, 0, 7, 0x0a, 5, b'f', b'e', b'r', b'r', b'y'])
         .map_err(Error::io(format!("writing {}", path.display())))
 }

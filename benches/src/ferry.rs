@@ -11,13 +11,13 @@ use crate::error::{Error, Result};
 use crate::process::{command_in, output, Process};
 
 /// The workspace root, where `cargo build` runs and `target/` lives.
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }
 
 /// `FERRY_BIN`, or `target/release/ferry`, built first when missing or older than the source.
-pub async fn binary() -> Result<PathBuf> {
+pub(crate) async fn binary() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("FERRY_BIN") {
         let bin = PathBuf::from(bin);
         return if bin.is_file() {
@@ -93,7 +93,7 @@ fn newest(dir: &Path) -> Option<SystemTime> {
 }
 
 /// `ferry keygen --out PATH`, returning the public key it prints.
-pub async fn keygen(ferry: &Path, path: &Path) -> Result<String> {
+pub(crate) async fn keygen(ferry: &Path, path: &Path) -> Result<String> {
     let _ = std::fs::remove_file(path);
     let mut c = Command::new(ferry);
     c.arg("keygen").arg("--out").arg(path);
@@ -105,7 +105,7 @@ pub async fn keygen(ferry: &Path, path: &Path) -> Result<String> {
 }
 
 /// What one node is given in its config file.
-pub struct NodeSpec {
+pub(crate) struct NodeSpec {
     pub name: String,
     pub key_file: PathBuf,
     pub tunnel: SocketAddr,
@@ -123,13 +123,13 @@ pub struct NodeSpec {
 }
 
 /// A node's place among datacenters.
-pub struct MeshPlace {
+pub(crate) struct MeshPlace {
     pub datacenter: String,
     pub gateway: bool,
 }
 
 impl NodeSpec {
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(
             t,
@@ -182,7 +182,12 @@ impl NodeSpec {
 }
 
 /// Writes the node's config into `dir` and starts `ferry run` (inside `ns` when given).
-pub fn start(ferry: &Path, spec: &NodeSpec, dir: &Path, ns: Option<&str>) -> Result<Process> {
+pub(crate) fn start(
+    ferry: &Path,
+    spec: &NodeSpec,
+    dir: &Path,
+    ns: Option<&str>,
+) -> Result<Process> {
     let config = dir.join(format!("{}.toml", spec.name));
     std::fs::write(&config, spec.to_toml())
         .map_err(Error::io(format!("writing {}", config.display())))?;
@@ -196,7 +201,7 @@ pub fn start(ferry: &Path, spec: &NodeSpec, dir: &Path, ns: Option<&str>) -> Res
 
 /// Waits until `node`, asked through its own CLI (so this works inside a namespace too),
 /// has a healthy route to `service`.
-pub async fn wait_for_route(
+pub(crate) async fn wait_for_route(
     ferry: &Path,
     node: &mut Process,
     admin: SocketAddr,

@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use crate::process::{output, wait_for_port, Process};
 
 /// Listen addresses of one instance, and where it forwards each.
-pub struct Listeners {
+pub(crate) struct Listeners {
     pub http: (SocketAddr, SocketAddr),
     pub grpc: (SocketAddr, SocketAddr),
     pub tcp: (SocketAddr, SocketAddr),
 }
 
 /// A self-signed P-256 certificate and key in one PEM file, as HAProxy's `crt` wants.
-pub async fn make_certificate(openssl: &Path, dir: &Path) -> Result<PathBuf> {
+pub(crate) async fn make_certificate(openssl: &Path, dir: &Path) -> Result<PathBuf> {
     let key = dir.join("haproxy-b.key");
     let cert = dir.join("haproxy-b.crt");
     let mut c = Command::new(openssl);
@@ -66,7 +66,7 @@ defaults
 
 /// The application side: plain in, TLS 1.3 out to B (`verify none`: the pair trusts the
 /// certificate it was given, as a self-signed mesh would; verification would not change cost).
-pub fn config_a(l: &Listeners) -> String {
+pub(crate) fn config_a(l: &Listeners) -> String {
     format!(
         "{GLOBAL}
 frontend http_in
@@ -103,7 +103,7 @@ backend tcp_out
 }
 
 /// The service side: TLS 1.3 in, plain out to the backends.
-pub fn config_b(l: &Listeners, pem: &Path) -> String {
+pub(crate) fn config_b(l: &Listeners, pem: &Path) -> String {
     let pem = pem.display();
     format!(
         "{GLOBAL}
@@ -141,7 +141,7 @@ backend tcp_out
 }
 
 /// Checks and starts one instance in the foreground, waiting for its HTTP listener.
-pub async fn start(
+pub(crate) async fn start(
     haproxy: &Path,
     name: &str,
     config: String,

@@ -23,22 +23,22 @@ fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
 }
 
 /// Service names on the Ferry pair; also the Host / :authority every target is sent.
-pub const HTTP_SERVICE: &str = "bench";
-pub const GRPC_SERVICE: &str = "bench-grpc";
-pub const TCP_SERVICE: &str = "bench-echo";
+pub(crate) const HTTP_SERVICE: &str = "bench";
+pub(crate) const GRPC_SERVICE: &str = "bench-grpc";
+pub(crate) const TCP_SERVICE: &str = "bench-echo";
 
 /// The loopback targets, as the report names them.
-pub const TARGETS: [&str; 3] = ["direct", "ferry", "haproxy"];
+pub(crate) const TARGETS: [&str; 3] = ["direct", "ferry", "haproxy"];
 
 /// Where the application connects for each scenario.
 #[derive(Clone, Copy, Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub tcp: SocketAddr,
 }
 
-pub struct Lab {
+pub(crate) struct Lab {
     pub ferry_a: Process,
     pub ferry_b: Process,
     pub haproxy_a: Process,
@@ -47,7 +47,7 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub async fn start(peers: &Peers, ferry_bin: &Path, dir: &Path) -> Result<Lab> {
+    pub(crate) async fn start(peers: &Peers, ferry_bin: &Path, dir: &Path) -> Result<Lab> {
         let nginx = backend::start_nginx(&peers.nginx, Lab::backend().http, dir).await?;
         backend::spawn_grpc(backend::bind(Lab::backend().grpc).await?);
         backend::spawn_echo(backend::bind(Lab::backend().tcp).await?);
@@ -127,7 +127,7 @@ impl Lab {
         })
     }
 
-    pub fn backend() -> Entry {
+    pub(crate) fn backend() -> Entry {
         Entry {
             http: at(BACKEND, 18081),
             grpc: at(BACKEND, 18082),
@@ -135,7 +135,7 @@ impl Lab {
         }
     }
 
-    pub fn ferry() -> Entry {
+    pub(crate) fn ferry() -> Entry {
         Entry {
             http: at(FERRY_A, 17701),
             // gRPC goes to the same HTTP outbound; the :authority names the service.
@@ -144,7 +144,7 @@ impl Lab {
         }
     }
 
-    pub fn haproxy() -> Entry {
+    pub(crate) fn haproxy() -> Entry {
         Entry {
             http: at(HAPROXY_A, 18001),
             grpc: at(HAPROXY_A, 18002),
@@ -153,7 +153,7 @@ impl Lab {
     }
 
     /// The entry points of a target by its report name.
-    pub fn entry(target: &str) -> Entry {
+    pub(crate) fn entry(target: &str) -> Entry {
         match target {
             "ferry" => Lab::ferry(),
             "haproxy" => Lab::haproxy(),
@@ -163,7 +163,7 @@ impl Lab {
 
     /// The process ids of a target's proxy pair: the application's side, then the service's;
     /// `None` for "direct", which has no proxy to measure.
-    pub fn pair(&self, target: &str) -> Option<(u32, u32)> {
+    pub(crate) fn pair(&self, target: &str) -> Option<(u32, u32)> {
         match target {
             "ferry" => Some((self.ferry_a.pid(), self.ferry_b.pid())),
             "haproxy" => Some((self.haproxy_a.pid(), self.haproxy_b.pid())),
@@ -172,7 +172,7 @@ impl Lab {
     }
 
     /// Fails if any process of the lab has died.
-    pub fn check_running(&mut self) -> Result<()> {
+    pub(crate) fn check_running(&mut self) -> Result<()> {
         self.ferry_a.check_running()?;
         self.ferry_b.check_running()?;
         self.haproxy_a.check_running()?;

@@ -2,7 +2,7 @@
 
 use crate::tool_output::proc_field;
 
-pub struct Machine {
+pub(crate) struct Machine {
     pub cpus: usize,
     pub model: String,
     pub kernel: String,
@@ -10,7 +10,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn read() -> Machine {
+    pub(crate) fn read() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let memory_kib: f64 = proc_field(&meminfo, "MemTotal")

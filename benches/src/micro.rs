@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// One micro-benchmark's median.
-pub struct MicroResult {
+pub(crate) struct MicroResult {
     pub id: String,
     pub median_ns: f64,
     /// Bytes processed per iteration, when the benchmark declared it.
@@ -13,7 +13,7 @@ pub struct MicroResult {
 }
 
 /// Every benchmark found under `criterion_dir`, sorted by id, and when the newest ran.
-pub fn read(criterion_dir: &Path) -> (Vec<MicroResult>, Option<SystemTime>) {
+pub(crate) fn read(criterion_dir: &Path) -> (Vec<MicroResult>, Option<SystemTime>) {
     let mut found = Vec::new();
     let mut newest = None;
     let mut dirs = vec![criterion_dir.to_path_buf()];
@@ -68,7 +68,7 @@ fn parse(benchmark: &serde_json::Value, estimates: &str) -> Option<MicroResult> 
 }
 
 /// `target/criterion` of this workspace.
-pub fn criterion_dir() -> PathBuf {
+pub(crate) fn criterion_dir() -> PathBuf {
     let root = crate::ferry::workspace_root();
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), PathBuf::from)
@@ -76,7 +76,7 @@ pub fn criterion_dir() -> PathBuf {
 }
 
 /// A duration in the unit that reads best.
-pub fn format_ns(ns: f64) -> String {
+pub(crate) fn format_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
     } else if ns >= 1e3 {

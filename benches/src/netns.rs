@@ -8,15 +8,15 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 
-pub const NS1: &str = "ferry-bench-1";
-pub const NS2: &str = "ferry-bench-2";
+pub(crate) const NS1: &str = "ferry-bench-1";
+pub(crate) const NS2: &str = "ferry-bench-2";
 /// The veth ends: 10.99.0.0/25 is the underlay, 10.99.0.128/25 the Nebula overlay.
-pub const VETH1: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-pub const VETH2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
-pub const OVERLAY1: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 129);
-pub const OVERLAY2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 130);
+pub(crate) const VETH1: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+pub(crate) const VETH2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+pub(crate) const OVERLAY1: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 129);
+pub(crate) const OVERLAY2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 130);
 
-pub struct Namespaces {
+pub(crate) struct Namespaces {
     _private: (),
 }
 
@@ -43,7 +43,7 @@ fn delete() {
 }
 
 impl Namespaces {
-    pub fn create() -> Result<Namespaces> {
+    pub(crate) fn create() -> Result<Namespaces> {
         if !crate::peers::is_root() {
             return Err(Error::Usage(
                 "bulk TCP between network namespaces needs root (ip netns); run the harness as root".into(),

@@ -68,11 +68,11 @@ const TOOLS: [Tool; 10] = [
 ];
 
 /// The chart's font; Debian's fonts-dejavu-core ships it.
-pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+pub(crate) const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Where each tool was found.
 #[derive(Debug, Clone)]
-pub struct Peers {
+pub(crate) struct Peers {
     pub haproxy: PathBuf,
     pub nginx: PathBuf,
     pub nebula: PathBuf,
@@ -85,7 +85,7 @@ pub struct Peers {
 
 /// `binary` on PATH, or in the sbin directories a non-login root shell may not have on it;
 /// an absolute path (the font) is looked for as it is.
-pub fn find(binary: &str) -> Option<PathBuf> {
+pub(crate) fn find(binary: &str) -> Option<PathBuf> {
     if binary.starts_with('/') {
         return Path::new(binary).is_file().then(|| PathBuf::from(binary));
     }
@@ -96,7 +96,7 @@ pub fn find(binary: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // /proc/self/status has "Uid: real effective saved fs"; effective is what counts.
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -109,7 +109,7 @@ pub fn is_root() -> bool {
 
 /// Finds every tool, installing the missing ones when root (one `apt-get update`, one
 /// `apt-get install`), or names the first missing required one.
-pub async fn ensure() -> Result<Peers> {
+pub(crate) async fn ensure() -> Result<Peers> {
     let missing: Vec<&Tool> = TOOLS.iter().filter(|t| find(t.binary).is_none()).collect();
     if !missing.is_empty() {
         if is_root() {
@@ -175,7 +175,7 @@ fn set_executable(path: &Path) -> bool {
 }
 
 /// The first line a tool prints about its version, for the report.
-pub async fn version(program: &Path, flag: &str) -> String {
+pub(crate) async fn version(program: &Path, flag: &str) -> String {
     let mut c = Command::new(program);
     c.arg(flag);
     // Some tools (nginx -v) print the version on stderr, or exit non-zero after printing it.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// A child process whose output goes to a log file.
-pub struct Process {
+pub(crate) struct Process {
     name: String,
     child: Child,
     log: PathBuf,
@@ -18,7 +18,7 @@ pub struct Process {
 
 impl Process {
     /// Starts `command`, its stdout and stderr appended to `DIR/NAME.log`.
-    pub fn spawn(name: &str, command: &mut Command, dir: &Path) -> Result<Process> {
+    pub(crate) fn spawn(name: &str, command: &mut Command, dir: &Path) -> Result<Process> {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).map_err(Error::io(format!("creating {}", log.display())))?;
         let err = out
@@ -37,21 +37,21 @@ impl Process {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The last lines of its log, to say why it did not do what was expected.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         log_tail(&self.log)
     }
 
     /// An error with the end of its log if the process has exited.
-    pub fn check_running(&mut self) -> Result<()> {
+    pub(crate) fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(Error::Exited {
@@ -83,7 +83,7 @@ fn log_tail(log: &Path) -> String {
 
 /// Runs `command` to completion off the async runtime and returns its stdout; a non-zero exit
 /// is an error carrying its stderr.
-pub async fn output(what: &str, mut command: Command) -> Result<String> {
+pub(crate) async fn output(what: &str, mut command: Command) -> Result<String> {
     let what = what.to_string();
     let joined = tokio::task::spawn_blocking(move || {
         command
@@ -114,7 +114,7 @@ pub async fn output(what: &str, mut command: Command) -> Result<String> {
 }
 
 /// Waits until `addr` accepts TCP connections, failing early if `process` dies.
-pub async fn wait_for_port(
+pub(crate) async fn wait_for_port(
     addr: SocketAddr,
     process: &mut Process,
     timeout: Duration,
@@ -138,7 +138,7 @@ pub async fn wait_for_port(
 
 /// Waits until something listens on `port` of the loopback inside namespace `ns`, probing
 /// with bash's /dev/tcp since the harness itself stays in the host's namespace.
-pub async fn wait_for_port_in(
+pub(crate) async fn wait_for_port_in(
     ns: &str,
     port: u16,
     process: &mut Process,
@@ -166,7 +166,7 @@ pub async fn wait_for_port_in(
 }
 
 /// A `Command` for `program` run inside network namespace `ns` (or here, when `None`).
-pub fn command_in(ns: Option<&str>, program: &Path) -> Command {
+pub(crate) fn command_in(ns: Option<&str>, program: &Path) -> Command {
     match ns {
         Some(ns) => {
             let mut c = Command::new("ip");

@@ -10,7 +10,7 @@ use crate::stats::ratio;
 
 /// Which targets a row compares.
 #[derive(Clone, Copy, PartialEq)]
-pub enum Group {
+pub(crate) enum Group {
     /// direct, Ferry, HAProxy on loopback.
     Loopback,
     /// bare veth, Ferry, Nebula between namespaces.
@@ -19,7 +19,7 @@ pub enum Group {
     Proxies,
 }
 
-pub struct Row {
+pub(crate) struct Row {
     pub label: String,
     pub metric: &'static str,
     pub unit: &'static str,
@@ -43,7 +43,7 @@ fn row(
     }
 }
 
-pub fn rows(o: &Outcome) -> Vec<Row> {
+pub(crate) fn rows(o: &Outcome) -> Vec<Row> {
     use Group::*;
     let rate = o.open_rate;
     vec![
@@ -173,7 +173,7 @@ fn times(v: Option<f64>) -> String {
 }
 
 /// The table of medians and ratios, in Markdown.
-pub fn table(o: &Outcome) -> String {
+pub(crate) fn table(o: &Outcome) -> String {
     let s = &o.samples;
     let mut t = String::from(
         "| measurement | unit | direct / bare veth | Ferry | HAProxy pair | Nebula | Ferry/HAProxy | Ferry/direct | Ferry/Nebula |\n\
@@ -205,7 +205,7 @@ pub fn table(o: &Outcome) -> String {
 }
 
 /// What the harness prints at the end.
-pub fn summary(o: &Outcome) -> String {
+pub(crate) fn summary(o: &Outcome) -> String {
     let mut s = table(o);
     for note in &o.notes {
         let _ = writeln!(s, "note: {note}");
@@ -213,7 +213,7 @@ pub fn summary(o: &Outcome) -> String {
     s
 }
 
-pub fn write(o: &Outcome, path: &Path) -> Result<()> {
+pub(crate) fn write(o: &Outcome, path: &Path) -> Result<()> {
     let machine = Machine::read();
     let mut md = String::new();
     let command = if o.options.quick {
@@ -352,7 +352,7 @@ const METHOD: &str = "## How it measures
   issue); packet protection costs about the same either way.
 ";
 
-pub fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     utc(std::time::SystemTime::now())
 }
 

@@ -14,44 +14,44 @@ use crate::stats::{rotation, Samples};
 use crate::{chart, datacenters, external, ferry, report, usage};
 
 /// Metric names, shared with the report.
-pub mod metric {
-    pub const HTTP_RPS: &str = "http_rps";
-    pub const HTTP_RPS_WRK: &str = "http_rps_wrk";
-    pub const HTTP_CPU: &str = "http_cpu_us_per_request";
-    pub const HTTP_P50: &str = "http_open_p50_us";
-    pub const HTTP_P99: &str = "http_open_p99_us";
-    pub const HTTP_P999: &str = "http_open_p999_us";
-    pub const SEQ_P50: &str = "seq_p50_us";
-    pub const SEQ_P99: &str = "seq_p99_us";
-    pub const SEQ_ADDED: &str = "seq_added_p50_us";
-    pub const GRPC_RPS: &str = "grpc_rps";
-    pub const GRPC_P50: &str = "grpc_p50_us";
-    pub const GRPC_P99: &str = "grpc_p99_us";
-    pub const GRPC_RPS_H2LOAD: &str = "grpc_rps_h2load";
-    pub const BULK_GBPS: &str = "bulk_gbps";
-    pub const RSS_IDLE: &str = "rss_idle_mib";
-    pub const RSS_IDLE_B: &str = "rss_idle_b_mib";
-    pub const RSS_HELD: &str = "rss_1000_mib";
-    pub const RSS_HELD_B: &str = "rss_1000_b_mib";
-    pub const ERRORS: &str = "errors";
+pub(crate) mod metric {
+    pub(crate) const HTTP_RPS: &str = "http_rps";
+    pub(crate) const HTTP_RPS_WRK: &str = "http_rps_wrk";
+    pub(crate) const HTTP_CPU: &str = "http_cpu_us_per_request";
+    pub(crate) const HTTP_P50: &str = "http_open_p50_us";
+    pub(crate) const HTTP_P99: &str = "http_open_p99_us";
+    pub(crate) const HTTP_P999: &str = "http_open_p999_us";
+    pub(crate) const SEQ_P50: &str = "seq_p50_us";
+    pub(crate) const SEQ_P99: &str = "seq_p99_us";
+    pub(crate) const SEQ_ADDED: &str = "seq_added_p50_us";
+    pub(crate) const GRPC_RPS: &str = "grpc_rps";
+    pub(crate) const GRPC_P50: &str = "grpc_p50_us";
+    pub(crate) const GRPC_P99: &str = "grpc_p99_us";
+    pub(crate) const GRPC_RPS_H2LOAD: &str = "grpc_rps_h2load";
+    pub(crate) const BULK_GBPS: &str = "bulk_gbps";
+    pub(crate) const RSS_IDLE: &str = "rss_idle_mib";
+    pub(crate) const RSS_IDLE_B: &str = "rss_idle_b_mib";
+    pub(crate) const RSS_HELD: &str = "rss_1000_mib";
+    pub(crate) const RSS_HELD_B: &str = "rss_1000_b_mib";
+    pub(crate) const ERRORS: &str = "errors";
 }
 
 /// HTTP/1.1 keep-alive connections in the throughput and fixed-rate scenarios.
-pub const CONNECTIONS: usize = 32;
+pub(crate) const CONNECTIONS: usize = 32;
 /// gRPC calls in flight on the one HTTP/2 connection.
-pub const GRPC_STREAMS: usize = 32;
+pub(crate) const GRPC_STREAMS: usize = 32;
 /// Connections held open for the memory figure.
-pub const HELD: usize = 1000;
+pub(crate) const HELD: usize = 1000;
 
 /// How long each measurement lasts.
 #[derive(Clone, Copy, Debug)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub warmup: Duration,
     pub measure: Duration,
 }
 
 /// Everything the report needs.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub samples: Samples,
     pub options: Options,
     pub timing: Timing,

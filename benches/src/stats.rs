@@ -32,6 +32,7 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// Adds one sample of `metric` for `target`.
     pub fn record(&mut self, metric: &str, target: &str, value: f64) {
         self.values
             .entry((metric.to_string(), target.to_string()))
@@ -39,6 +40,7 @@ impl Samples {
             .push(value);
     }
 
+    /// The median of `metric` for `target`, once there is a sample.
     pub fn median(&self, metric: &str, target: &str) -> Option<f64> {
         self.values
             .get(&(metric.to_string(), target.to_string()))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// VmRSS of `pid`, in MiB.
-pub fn rss_mib(pid: u32) -> Result<f64> {
+pub(crate) fn rss_mib(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
     crate::tool_output::vm_rss_bytes(&status)
@@ -21,7 +21,7 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
 const USER_HZ: f64 = 100.0;
 
 /// The CPU time, user and system, that `pid` has used so far, all its threads together.
-pub fn cpu_time(pid: u32) -> Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
     let ticks = crate::tool_output::stat_cpu_ticks(&stat).ok_or_else(|| Error::Output {

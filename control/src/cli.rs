@@ -1,4 +1,4 @@
-//! The command line, as SPEC lists it.
+//! The command line, as the reference lists it (`docs/reference.md`: "Binary and CLI").
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,10 +10,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, about)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The `ferry` subcommands; [`crate::commands::dispatch`] runs each.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a node. With no config file, runs on the embedded defaults.
@@ -32,12 +34,14 @@ pub enum Command {
     },
     /// Print the public key of a key file.
     Pubkey {
+        /// The key file to read.
         #[arg(long)]
         key: PathBuf,
     },
     /// Validate a config: print the effective config, or every error with its file, line and
     /// key (exit 2).
     Check {
+        /// The config file to check.
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
     },
@@ -51,6 +55,7 @@ pub enum Command {
     Services(AdminArgs),
 }
 
+/// How the commands that ask a running node (`status`, `peers`, `routes`, `services`) reach it.
 #[derive(Args, Debug)]
 pub struct AdminArgs {
     /// The node's admin API address.
@@ -61,6 +66,7 @@ pub struct AdminArgs {
     pub json: bool,
 }
 
+/// The flags of `ferry run`: the config file, and values that override it.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Config file (TOML). Default: $FERRY_CONFIG, else the embedded defaults.
@@ -81,9 +87,12 @@ pub struct RunArgs {
     /// Carry traffic between this datacenter and others.
     #[arg(long)]
     pub gateway: bool,
-    /// A peer to dial: ADDR[#PUBKEY]. Repeatable.
-    #[arg(long = "peer", value_name = "ADDR[#PUBKEY]")]
+    /// A peer to dial: ADDR#PUBKEY. Repeatable.
+    #[arg(long = "peer", value_name = "ADDR#PUBKEY")]
     pub peers: Vec<String>,
+    /// A key allowed to open links to this node, besides its peers'. Repeatable.
+    #[arg(long = "trust", value_name = "PUBKEY")]
+    pub trust: Vec<String>,
     /// A local service: NAME=HOST:PORT[/http|/grpc|/tcp]. Repeatable.
     #[arg(long = "service", value_name = "NAME=HOST:PORT[/PROTO]")]
     pub services: Vec<String>,
@@ -102,6 +111,8 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The flags that override the config, as [`Config::apply`](crate::config::Config::apply)
+    /// takes them.
     pub fn overrides(&self) -> crate::config::Overrides {
         crate::config::Overrides {
             name: self.name.clone(),
@@ -110,6 +121,7 @@ impl RunArgs {
             listen: self.listen,
             gateway: self.gateway,
             peers: self.peers.clone(),
+            trust: self.trust.clone(),
             services: self.services.clone(),
             outbound: self.outbound,
             admin: self.admin,

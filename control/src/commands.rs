@@ -14,9 +14,11 @@ use crate::config::{Config, Overrides};
 use crate::node::{reload_with, Node, StartOptions};
 use crate::telemetry;
 
-/// Exit status for a bad config, as SPEC has it for `check` (and `run` follows).
+/// Exit status for a bad config or flag, as the reference has it ("Exit codes") for `check`
+/// and `run`.
 const EXIT_CONFIG: u8 = 2;
 
+/// Runs the subcommand `cli` names; its exit status is the process's.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run(*args),

@@ -1,25 +1,20 @@
 //! Ferry's configuration: the embedded defaults, the TOML config file, and the `ferry run` flags
-//! that override it (SPEC: "Binary and CLI", "Embedded defaults", "Config file").
+//! that override it (`docs/reference.md`: "Binary and CLI", "Embedded defaults", "Config file").
 //!
 //! The file is read by walking toml's spanned document tree by hand instead of deriving
 //! `Deserialize`: serde stops at the first error, and `ferry check` must report every error in one
 //! pass, each with the line and dotted key it belongs to.
 //!
-//! Two sections extend the SPEC:
-//!
-//! ```toml
-//! [deadlines]
-//! default = "15s"                       # time until response headers, for calls to any service
-//! per_service = { greeter = "2s" }      # overrides for calls to one service
-//!
-//! [log]
-//! format = "text"                       # text | json
-//! ```
+//! This file holds the config's types. The embedded defaults are in `defaults.rs`, the words a
+//! value may take in `keywords.rs`, the reading of a file in `file.rs`, the flags in
+//! `overrides.rs`, and the checks of single values, shared by file and flags, in `values.rs`.
 
+mod defaults;
 mod duration;
 mod errors;
 mod file;
 mod key;
+mod keywords;
 mod overrides;
 mod syntax;
 mod values;
@@ -28,25 +23,18 @@ mod values;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use defaults::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_TUNNEL_PORT};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use errors::{ConfigError, ConfigErrors, COMMAND_LINE};
 pub use key::{decode_public_key, encode_public_key, KeyError};
+pub use keywords::{LogFormat, OutboundKind, Protocol, RegistryKind, UnknownKeyword};
 pub use overrides::Overrides;
-
-/// The default tunnel port (QUIC over UDP).
-pub const DEFAULT_TUNNEL_PORT: u16 = 7700;
-/// The port of the embedded default HTTP outbound listener.
-pub const DEFAULT_OUTBOUND_PORT: u16 = 7701;
-/// The port of the embedded default admin listener.
-pub const DEFAULT_ADMIN_PORT: u16 = 7702;
 
 /// A node's effective configuration: embedded defaults, overlaid by a config file, overlaid by
 /// command-line flags.
@@ -119,8 +107,8 @@ pub struct TunnelConfig {
 pub struct PeerConfig {
     /// `host:port` to dial.
     pub address: String,
-    /// The peer's public key (44 characters of base64), checked during the handshake; `None`
-    /// accepts whichever trusted key answers.
+    /// The peer's public key (44 characters of base64), checked during the handshake. `None`
+    /// when the file or flag left it out, which `ferry check` and `ferry run` then refuse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
@@ -181,16 +169,6 @@ pub struct HealthConfig {
     pub timeout: Duration,
 }
 
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            http: None,
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-        }
-    }
-}
-
 /// One `[[outbound]]`: a listener for the local application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboundConfig {
@@ -224,15 +202,6 @@ pub struct DeadlineConfig {
     pub per_service: BTreeMap<String, Duration>,
 }
 
-impl Default for DeadlineConfig {
-    fn default() -> Self {
-        Self {
-            default: Duration::from_secs(15),
-            per_service: BTreeMap::new(),
-        }
-    }
-}
-
 impl DeadlineConfig {
     /// The deadline for calls to service `name`. Names match without regard to ASCII case, as
     /// the `Host` header they come from does.
@@ -254,187 +223,7 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-/// The closed set of words a config value may take, named the same in the file and on the
-/// command line.
-trait Keyword: Copy + 'static {
-    /// What the value is, for error messages ("registry kind").
-    const WHAT: &'static str;
-    /// Every value.
-    const ALL: &'static [Self];
-    /// Its name in the file.
-    fn as_str(self) -> &'static str;
-}
-
-/// A word that is not one of a [`Keyword`]'s values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} \"{given}\"; expected one of: {expected}")]
-pub struct UnknownKeyword {
-    what: &'static str,
-    given: String,
-    expected: String,
-}
-
-fn parse_keyword<K: Keyword>(given: &str) -> Result<K, UnknownKeyword> {
-    K::ALL
-        .iter()
-        .copied()
-        .find(|k| k.as_str() == given)
-        .ok_or_else(|| UnknownKeyword {
-            what: K::WHAT,
-            given: given.to_string(),
-            expected: K::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
-/// Defines a [`Keyword`] enum with `Display`, `FromStr` and `Serialize` by its names.
-macro_rules! keyword_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($what:literal) {
-            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$vmeta])* $variant, )+
-        }
-
-        impl Keyword for $name {
-            const WHAT: &'static str = $what;
-            const ALL: &'static [Self] = &[$(Self::$variant),+];
-            fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-        }
-
-        impl $name {
-            /// The name used in the config file and on the command line.
-            pub fn as_str(self) -> &'static str {
-                Keyword::as_str(self)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownKeyword;
-            fn from_str(s: &str) -> Result<Self, UnknownKeyword> {
-                parse_keyword(s)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
-keyword_enum! {
-    /// Which registry services are looked up in.
-    #[derive(Default)]
-    pub enum RegistryKind ("registry kind") {
-        /// Services announced over the tunnel network itself.
-        #[default]
-        Mesh = "mesh",
-        /// A TOML file of plain addresses.
-        Static = "static",
-        /// DNS SRV, else A/AAAA records.
-        Dns = "dns",
-        /// Multicast DNS on the local network.
-        Mdns = "mdns",
-        /// An etcd cluster.
-        Etcd = "etcd",
-    }
-}
-
-keyword_enum! {
-    /// What a local service speaks.
-    #[derive(Default)]
-    pub enum Protocol ("protocol") {
-        /// HTTP/1.1 and h2c.
-        #[default]
-        Http = "http",
-        /// gRPC over HTTP/2.
-        Grpc = "grpc",
-        /// Opaque TCP.
-        Tcp = "tcp",
-    }
-}
-
-keyword_enum! {
-    /// How an outbound listener routes.
-    pub enum OutboundKind ("outbound kind") {
-        /// By `Host` / `:authority`; also an HTTP proxy and `CONNECT`.
-        Http = "http",
-        /// Every connection to one service.
-        Tcp = "tcp",
-    }
-}
-
-keyword_enum! {
-    /// Log line format.
-    #[derive(Default)]
-    pub enum LogFormat ("log format") {
-        /// Human-readable lines.
-        #[default]
-        Text = "text",
-        /// One JSON object a line.
-        Json = "json",
-    }
-}
-
 impl Config {
-    /// The embedded defaults, used when `ferry run` has no config file.
-    pub fn defaults() -> Self {
-        Self::defaults_in(&Environment::current())
-    }
-
-    fn defaults_in(env: &Environment) -> Self {
-        let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        Self {
-            node: NodeConfig {
-                name: env.hostname.clone().unwrap_or_else(|| "ferry".to_string()),
-                datacenter: "dc1".to_string(),
-                key_file: env.default_key_file(),
-                workers: 1,
-            },
-            tunnel: TunnelConfig {
-                listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_TUNNEL_PORT)),
-                advertise: None,
-                gateway: false,
-                peers: Vec::new(),
-                trust: Vec::new(),
-                trust_file: None,
-            },
-            registry: RegistryConfig::default(),
-            services: Vec::new(),
-            outbounds: vec![OutboundConfig {
-                kind: OutboundKind::Http,
-                listen: loopback(DEFAULT_OUTBOUND_PORT),
-                service: None,
-            }],
-            admin: AdminConfig {
-                listen: loopback(DEFAULT_ADMIN_PORT),
-            },
-            deadlines: DeadlineConfig::default(),
-            log: LogConfig::default(),
-            source: None,
-        }
-    }
-
     /// Reads a config file. Sections it leaves out take the embedded defaults, except
     /// `[[service]]` and `[[outbound]]`: the file lists all of those. Relative paths in the file
     /// are relative to the file's directory.
@@ -476,46 +265,6 @@ impl Config {
 /// files of services read outside the config, such as the `static` registry's.
 pub fn check_service_name(name: &str) -> Result<String, String> {
     values::service_name(name)
-}
-
-/// Where the embedded defaults come from, read once so tests can supply their own.
-#[derive(Debug, Clone, Default)]
-struct Environment {
-    hostname: Option<String>,
-    state_dir: Option<PathBuf>,
-    home: Option<PathBuf>,
-}
-
-impl Environment {
-    fn current() -> Self {
-        let non_empty = |s: String| {
-            let s = s.trim().to_string();
-            (!s.is_empty()).then_some(s)
-        };
-        let hostname = std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .and_then(non_empty)
-            .or_else(|| std::env::var("HOSTNAME").ok().and_then(non_empty));
-        let dir = |name| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        Self {
-            hostname,
-            state_dir: dir("FERRY_STATE_DIR"),
-            home: dir("HOME"),
-        }
-    }
-
-    fn default_key_file(&self) -> PathBuf {
-        match (&self.state_dir, &self.home) {
-            (Some(state), _) => state.join("node.key"),
-            (None, Some(home)) => home.join(".local/share/ferry/node.key"),
-            // No home at all (a bare system service): the FHS place for daemon state.
-            (None, None) => PathBuf::from("/var/lib/ferry/node.key"),
-        }
-    }
 }
 
 /// Finds TCP listen addresses used twice. `listeners` is in the order they were written (defaults

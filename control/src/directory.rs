@@ -27,9 +27,14 @@ const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// Local services, the registry's plain addresses and the mesh's routes.
 pub struct NodeDirectory {
+    /// This node's datacenter: a name pinned to another skips the local sources.
     pub datacenter: String,
+    /// The services this node fronts.
     pub local: LocalServices,
+    /// The tunnel network, whose route table holds what peers announced.
     pub network: Network,
+    /// The registry plugin's cache: its plain addresses, and whether an answer is still on
+    /// its way.
     pub registry: Arc<RegistryCache>,
 }
 

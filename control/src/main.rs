@@ -1,3 +1,6 @@
+//! The `ferry` binary: parses the command line and runs it with
+//! [`commands::dispatch`]. Everything else is in the `ferry_control` library.
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -31,6 +31,7 @@ const FAILS_TO_DOWN: u32 = 2;
 /// One local workload and its health.
 #[derive(Debug)]
 pub struct LocalService {
+    /// Its `[[service]]`; a changed one is a new service, with a fresh health.
     pub config: ServiceConfig,
     healthy: AtomicBool,
     checked: AtomicBool,
@@ -39,18 +40,23 @@ pub struct LocalService {
 }
 
 impl LocalService {
+    /// Its name, as the config spells it.
     pub fn name(&self) -> &str {
         &self.config.name
     }
+    /// Where the workload listens.
     pub fn address(&self) -> SocketAddr {
         self.config.address
     }
+    /// What it speaks, as the tunnel names it.
     pub fn protocol(&self) -> Protocol {
         protocol(self.config.protocol)
     }
+    /// Whether calls go to it: false until its first check passes.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+    /// Whether its first check has run, whatever it found.
     pub fn checked(&self) -> bool {
         self.checked.load(Ordering::Relaxed)
     }
@@ -123,6 +129,7 @@ impl LocalServices {
         self.announce();
     }
 
+    /// Every service, in the config's order.
     pub fn list(&self) -> Vec<Arc<LocalService>> {
         let running = self.running.read().unwrap_or_else(|e| e.into_inner());
         running.iter().map(|r| r.service.clone()).collect()

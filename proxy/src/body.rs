@@ -10,10 +10,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A streaming HTTP body. Not `Sync`: hyper only needs `Send`, and tunnel streams are not.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A body with nothing in it.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A body of `bytes`, whole.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})

@@ -25,7 +25,7 @@ pub(crate) struct Deadline<S> {
 }
 
 impl<S> Deadline<S> {
-    pub fn new(settings: Arc<RwLock<Arc<OutboundSettings>>>, inner: S) -> Self {
+    pub(crate) fn new(settings: Arc<RwLock<Arc<OutboundSettings>>>, inner: S) -> Self {
         Deadline { settings, inner }
     }
 }

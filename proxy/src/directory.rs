@@ -15,7 +15,9 @@ use crate::target::{ServiceName, Target};
 /// to copy and hash, since every call uses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndpointId {
+    /// A plain address.
     Address(SocketAddr),
+    /// A node, by its key: the same whichever route leads to it.
     Node(ferry_tunnel::PublicKey),
 }
 
@@ -31,10 +33,15 @@ impl std::fmt::Display for EndpointId {
 /// One place a service can be reached.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
+    /// What the balancer knows it by.
     pub id: EndpointId,
+    /// How it is reached.
     pub target: Target,
+    /// What the service speaks there.
     pub protocol: Protocol,
+    /// The datacenter it is in: routing prefers this node's own.
     pub datacenter: String,
+    /// Whether its health check passes.
     pub healthy: bool,
 }
 
@@ -120,7 +127,7 @@ pub(crate) async fn candidates(
 /// The endpoints a call may go to, by the routing rule: healthy ones in the local datacenter;
 /// when there are none, healthy ones in the nearest datacenter that has any. `None` when no
 /// endpoint is healthy. Filters in place: it runs on every call.
-pub fn eligible(mut endpoints: Vec<Endpoint>, local_dc: &str) -> Option<Vec<Endpoint>> {
+pub(crate) fn eligible(mut endpoints: Vec<Endpoint>, local_dc: &str) -> Option<Vec<Endpoint>> {
     endpoints.retain(|e| e.healthy);
     if endpoints.iter().any(|e| e.datacenter == local_dc) {
         endpoints.retain(|e| e.datacenter == local_dc);

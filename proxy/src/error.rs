@@ -15,16 +15,40 @@ use crate::target::ServiceName;
 /// gRPC callers, one `grpc-status`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
+    /// No registry and no route knows the service: `503`, `no-route`.
     #[error("no route to service {service}")]
-    NoRoute { service: String },
+    NoRoute {
+        /// The service as the caller named it.
+        service: String,
+    },
+    /// The service has endpoints, none of them healthy: `503`, `no-healthy-endpoint`.
     #[error("service {service} has no healthy endpoint")]
-    NoHealthyEndpoint { service: String },
+    NoHealthyEndpoint {
+        /// The service as the caller named it.
+        service: String,
+    },
+    /// Every try failed (refused, reset, cut short): `502`, `upstream-failed`.
     #[error("service {service} failed: {reason}")]
-    UpstreamFailed { service: String, reason: String },
+    UpstreamFailed {
+        /// The service as the caller named it.
+        service: String,
+        /// What went wrong on the last try.
+        reason: String,
+    },
+    /// No response started within the service's deadline: `504`, `timeout`.
     #[error("service {service} did not answer within {millis} ms")]
-    Timeout { service: String, millis: u128 },
+    Timeout {
+        /// The service as the caller named it.
+        service: String,
+        /// The deadline.
+        millis: u128,
+    },
+    /// A request Ferry will not forward: `400`, `bad-request`.
     #[error("bad request: {reason}")]
-    BadRequest { reason: String },
+    BadRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// gRPC status codes used here.
@@ -33,6 +57,7 @@ const GRPC_DEADLINE_EXCEEDED: &str = "4";
 const GRPC_INTERNAL: &str = "13";
 
 impl ProxyError {
+    /// The HTTP status the caller gets.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute { .. } | ProxyError::NoHealthyEndpoint { .. } => {
@@ -94,11 +119,16 @@ pub enum TryError {
     /// left this node, so that the next try can send it, body and all (boxed: failures are
     /// rare, and a request is large).
     Unreached {
+        /// Why, in a line.
         reason: String,
+        /// The request, when it can go again as it is.
         request: Option<Box<Request<Body>>>,
     },
     /// The request may have reached the service, whose answer did not come.
-    Unanswered { reason: String },
+    Unanswered {
+        /// Why, in a line.
+        reason: String,
+    },
 }
 
 impl TryError {
@@ -160,12 +190,12 @@ fn fallback() -> Response<Body> {
 }
 
 /// Whether a request is a gRPC call, so that errors can be answered in gRPC's terms.
-pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
+pub(crate) fn is_grpc<B>(request: &http::Request<B>) -> bool {
     is_grpc_headers(request.headers())
 }
 
 /// [`is_grpc`] for a request's headers alone (a request head read from the tunnel).
-pub fn is_grpc_headers(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_grpc_headers(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -16,7 +16,7 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes hop-by-hop headers, and any the `Connection` header names. An upgrade keeps its
 /// `Connection: upgrade` and `Upgrade` headers, which the next hop needs to see; `TE: trailers`
 /// is kept because gRPC servers require it.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none: one pass over the names costs less than a lookup for each.
     if !headers.keys().any(is_hop_by_hop) {
         return;
@@ -68,7 +68,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Whether a request asks to switch protocols (WebSocket and friends over HTTP/1.1).
-pub fn wants_upgrade<B>(request: &Request<B>) -> bool {
+pub(crate) fn wants_upgrade<B>(request: &Request<B>) -> bool {
     request.headers().contains_key(header::UPGRADE)
         && request
             .headers()

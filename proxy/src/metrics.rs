@@ -1,4 +1,4 @@
-//! Per-call metrics, named as SPEC lists them. The node installs the recorder.
+//! Per-call metrics, named as the reference (`docs/reference.md`) lists them. The node installs the recorder.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use metrics::{counter, histogram, Counter, Histogram};
 
 /// Which side of the node a call passed through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// From the local application, out to a service.
     Outbound,
     /// From a peer, in to a local service.
@@ -42,7 +42,7 @@ thread_local! {
     static SERIES: RefCell<HashMap<String, ServiceSeries>> = RefCell::new(HashMap::new());
 }
 
-pub fn request(
+pub(crate) fn request(
     service: &str,
     datacenter: &str,
     code: u16,
@@ -90,7 +90,7 @@ pub fn request(
     });
 }
 
-pub fn tcp_connection(service: &str, direction: Direction) {
+pub(crate) fn tcp_connection(service: &str, direction: Direction) {
     counter!(
         "ferry_tcp_connections_total",
         "service" => service.to_owned(),
@@ -100,7 +100,7 @@ pub fn tcp_connection(service: &str, direction: Direction) {
 }
 
 /// Bytes spliced through a TCP connection: `sent` toward the service, `received` from it.
-pub fn tcp_bytes(sent: u64, received: u64) {
+pub(crate) fn tcp_bytes(sent: u64, received: u64) {
     counter!("ferry_bytes_total", "direction" => "sent").increment(sent);
     counter!("ferry_bytes_total", "direction" => "received").increment(received);
 }

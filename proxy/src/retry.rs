@@ -21,7 +21,7 @@ use crate::call::Routed;
 use crate::error::{CallError, TryError};
 
 /// At most this many tries of one call, the first included.
-pub const MAX_ATTEMPTS: usize = 3;
+pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 /// The retry policy of one call; the budget is shared by all.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub(crate) struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new() -> RetryPolicy {
+    pub(crate) fn new() -> RetryPolicy {
         RetryPolicy {
             budget: Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2)),
             attempts: 0,

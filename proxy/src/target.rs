@@ -13,6 +13,7 @@ pub enum Target {
     Address(SocketAddr),
     /// A Ferry node, reached through the tunnel; it delivers to its own local service.
     Node {
+        /// Opens streams to the node.
         remote: RemoteNode,
         /// The node's name, for errors and logs.
         name: String,
@@ -26,7 +27,9 @@ pub enum Target {
 /// only `eu-west`. Any port is ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceName {
+    /// The service, lowercased.
     pub service: String,
+    /// The datacenter the call is pinned to, lowercased, if any.
     pub datacenter: Option<String>,
 }
 

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 /// A running backend server; killed on drop, its log printed if the test failed.
-pub struct Backend {
+pub(crate) struct Backend {
     pub name: String,
     pub address: SocketAddr,
     /// The network namespace it runs in; `None`: this host's.
@@ -27,22 +27,22 @@ pub struct Backend {
 
 impl Backend {
     /// `tests/python/http_backend.py NAME`: HTTP/1.1 with /hello, /echo, /sse, /slow, ...
-    pub fn http(name: &str) -> Backend {
+    pub(crate) fn http(name: &str) -> Backend {
         Backend::http_in(None, name)
     }
 
     /// [`Backend::http`] on the loopback of the network namespace `netns` when one is given.
-    pub fn http_in(netns: Option<&str>, name: &str) -> Backend {
+    pub(crate) fn http_in(netns: Option<&str>, name: &str) -> Backend {
         Backend::python(netns, "http_backend.py", name, free_tcp_port(), None)
     }
 
     /// The HTTP backend on a given port: a workload restarted where it was.
-    pub fn http_at(name: &str, address: SocketAddr) -> Backend {
+    pub(crate) fn http_at(name: &str, address: SocketAddr) -> Backend {
         Backend::http_at_in(None, name, address)
     }
 
     /// [`Backend::http_at`] in the network namespace `netns` when one is given.
-    pub fn http_at_in(netns: Option<&str>, name: &str, address: SocketAddr) -> Backend {
+    pub(crate) fn http_at_in(netns: Option<&str>, name: &str, address: SocketAddr) -> Backend {
         Backend::python(
             netns,
             "http_backend.py",
@@ -53,22 +53,22 @@ impl Backend {
     }
 
     /// `tests/python/grpc_backend.py NAME`: grpcio serving greeter.Greeter.
-    pub fn grpc(name: &str) -> Backend {
+    pub(crate) fn grpc(name: &str) -> Backend {
         Backend::grpc_in(None, name)
     }
 
     /// [`Backend::grpc`] on the loopback of the network namespace `netns` when one is given.
-    pub fn grpc_in(netns: Option<&str>, name: &str) -> Backend {
+    pub(crate) fn grpc_in(netns: Option<&str>, name: &str) -> Backend {
         Backend::python(netns, "grpc_backend.py", name, free_tcp_port(), None)
     }
 
     /// The gRPC backend on a given port of 127.0.0.1: a workload restarted where it was.
-    pub fn grpc_at(name: &str, address: SocketAddr) -> Backend {
+    pub(crate) fn grpc_at(name: &str, address: SocketAddr) -> Backend {
         Backend::python(None, "grpc_backend.py", name, address.port(), None)
     }
 
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
-    pub fn websocket(name: &str) -> Backend {
+    pub(crate) fn websocket(name: &str) -> Backend {
         Backend::python(None, "ws_backend.py", name, free_tcp_port(), None)
     }
 
@@ -124,12 +124,12 @@ impl Backend {
     }
 
     /// `redis-server` on a fresh port, without persistence; waits until it answers PING.
-    pub fn redis(name: &str) -> Backend {
+    pub(crate) fn redis(name: &str) -> Backend {
         Backend::redis_in(None, name)
     }
 
     /// [`Backend::redis`] on the loopback of the network namespace `netns` when one is given.
-    pub fn redis_in(netns: Option<&str>, name: &str) -> Backend {
+    pub(crate) fn redis_in(netns: Option<&str>, name: &str) -> Backend {
         require_tool("redis-server");
         require_tool("redis-cli");
         let dir = TempDir::new(name);
@@ -180,7 +180,7 @@ impl Backend {
     }
 
     /// Kills the server (SIGKILL): the workload crashed.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// How a gRPC call made by `tests/python/grpc_client.py` ended.
 #[derive(Debug)]
-pub struct GrpcOutcome {
+pub(crate) struct GrpcOutcome {
     /// `OK`, or the grpc status code name (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...).
     pub code: String,
     /// The replies received, one per message, in order.
@@ -18,7 +18,7 @@ pub struct GrpcOutcome {
 
 /// Calls `greeter.Greeter/METHOD` through `target` with `:authority` = `authority`, a 10 s
 /// client deadline, one request message per item of `messages` (see grpc_client.py).
-pub fn grpc_call(
+pub(crate) fn grpc_call(
     target: SocketAddr,
     authority: &str,
     method: &str,
@@ -28,7 +28,7 @@ pub fn grpc_call(
 }
 
 /// [`grpc_call`] inside the network namespace `netns` when one is given.
-pub fn grpc_call_in(
+pub(crate) fn grpc_call_in(
     netns: Option<&str>,
     target: SocketAddr,
     authority: &str,
@@ -71,7 +71,7 @@ pub fn grpc_call_in(
 
 /// Opens a WebSocket to `service` through the HTTP outbound, sends each message and waits for
 /// its reply; `Ok(replies)` or `Err` with what went wrong.
-pub fn ws_chat(
+pub(crate) fn ws_chat(
     outbound: SocketAddr,
     service: &str,
     messages: &[&str],
@@ -96,12 +96,12 @@ pub fn ws_chat(
 }
 
 /// `redis-cli -h HOST -p PORT ARGS...`: its trimmed output, or `Err` if it failed.
-pub fn redis_cli(address: SocketAddr, args: &[&str]) -> Result<String, String> {
+pub(crate) fn redis_cli(address: SocketAddr, args: &[&str]) -> Result<String, String> {
     redis_cli_in(None, address, args)
 }
 
 /// [`redis_cli`] inside the network namespace `netns` when one is given.
-pub fn redis_cli_in(
+pub(crate) fn redis_cli_in(
     netns: Option<&str>,
     address: SocketAddr,
     args: &[&str],

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// One HTTP response as curl saw it (the last one, after any 1xx or CONNECT answers).
 #[derive(Debug, Clone)]
-pub struct Response {
+pub(crate) struct Response {
     /// `1.1` or `2`, from the status line.
     pub version: String,
     pub status: u16,
@@ -19,7 +19,7 @@ pub struct Response {
 
 impl Response {
     /// The first value of a header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -29,12 +29,12 @@ impl Response {
 
 /// Runs `curl -sS -D - --max-time 20 ARGS` (no proxy from the environment) and returns how it
 /// ended; `Ran::response` reads the response out of it.
-pub fn curl_ran(args: &[&str]) -> Ran {
+pub(crate) fn curl_ran(args: &[&str]) -> Ran {
     curl_ran_in(None, args)
 }
 
 /// [`curl_ran`] inside the network namespace `netns` when one is given.
-pub fn curl_ran_in(netns: Option<&str>, args: &[&str]) -> Ran {
+pub(crate) fn curl_ran_in(netns: Option<&str>, args: &[&str]) -> Ran {
     require_tool("curl");
     run(
         without_proxy(
@@ -47,24 +47,24 @@ pub fn curl_ran_in(netns: Option<&str>, args: &[&str]) -> Ran {
 }
 
 /// Runs curl like [`curl_ran`] and panics unless it got a whole response.
-pub fn curl(args: &[&str]) -> Response {
+pub(crate) fn curl(args: &[&str]) -> Response {
     curl_in(None, args)
 }
 
 /// [`curl`] inside the network namespace `netns` when one is given.
-pub fn curl_in(netns: Option<&str>, args: &[&str]) -> Response {
+pub(crate) fn curl_in(netns: Option<&str>, args: &[&str]) -> Response {
     curl_ran_in(netns, args)
         .response()
         .unwrap_or_else(|e| panic!("curl {args:?} (netns {netns:?}): {e}"))
 }
 
 /// `GET http://OUTBOUND/PATH` with `Host: HOST`; `Err` when curl gets no whole response.
-pub fn get(outbound: SocketAddr, host: &str, path: &str) -> Result<Response, String> {
+pub(crate) fn get(outbound: SocketAddr, host: &str, path: &str) -> Result<Response, String> {
     get_in(None, outbound, host, path)
 }
 
 /// [`get`] inside the network namespace `netns` when one is given.
-pub fn get_in(
+pub(crate) fn get_in(
     netns: Option<&str>,
     outbound: SocketAddr,
     host: &str,
@@ -76,7 +76,7 @@ pub fn get_in(
 
 impl Ran {
     /// The response in curl's `-D -` output; `Err` when curl failed.
-    pub fn response(&self) -> Result<Response, String> {
+    pub(crate) fn response(&self) -> Result<Response, String> {
         if !self.success() {
             return Err(format!(
                 "curl exit {:?}{}: {}",
@@ -128,7 +128,7 @@ fn parse_response(output: &str) -> Result<Response, String> {
 
 /// Sends raw bytes on a fresh connection and returns everything read back until the peer
 /// closes or `within` passes. Write errors are ignored: a server may close before reading all.
-pub fn raw_exchange(address: SocketAddr, request: &[u8], within: Duration) -> String {
+pub(crate) fn raw_exchange(address: SocketAddr, request: &[u8], within: Duration) -> String {
     let mut stream =
         TcpStream::connect(address).unwrap_or_else(|e| panic!("cannot connect to {address}: {e}"));
     let _ = stream.write_all(request);
@@ -136,7 +136,7 @@ pub fn raw_exchange(address: SocketAddr, request: &[u8], within: Duration) -> St
 }
 
 /// Reads until EOF, a reset, or `within` passes.
-pub fn read_until_close(stream: &mut TcpStream, within: Duration) -> String {
+pub(crate) fn read_until_close(stream: &mut TcpStream, within: Duration) -> String {
     let deadline = Instant::now() + within;
     let mut received = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
@@ -153,16 +153,16 @@ pub fn read_until_close(stream: &mut TcpStream, within: Duration) -> String {
 }
 
 /// The status code of the first response in raw bytes read back, if any.
-pub fn first_status(raw: &str) -> Option<u16> {
+pub(crate) fn first_status(raw: &str) -> Option<u16> {
     let line = raw.lines().next()?;
     let mut words = line.split_whitespace();
     words.next().filter(|v| v.starts_with("HTTP/"))?;
     words.next()?.parse().ok()
 }
 
-/// Asserts that Ferry itself answered with SPEC's error shape: `status`, `ferry-error: KIND`,
+/// Asserts that Ferry itself answered with the reference's error shape: `status`, `ferry-error: KIND`,
 /// and a one-line body that names `service`.
-pub fn assert_ferry_error(response: &Response, status: u16, kind: &str, service: &str) {
+pub(crate) fn assert_ferry_error(response: &Response, status: u16, kind: &str, service: &str) {
     assert_eq!(response.status, status, "unexpected status: {response:?}");
     assert_eq!(
         response.header("ferry-error"),
@@ -182,7 +182,7 @@ pub fn assert_ferry_error(response: &Response, status: u16, kind: &str, service:
 
 /// Streams `GET /sse` (`Host: HOST`) through `outbound` with `curl -N` and returns when each
 /// `data:` line arrived and when the stream ended, both measured from the request's start.
-pub fn sse_timings(outbound: SocketAddr, host: &str) -> (Vec<Duration>, Duration) {
+pub(crate) fn sse_timings(outbound: SocketAddr, host: &str) -> (Vec<Duration>, Duration) {
     use std::io::BufRead;
     use std::process::Stdio;
     require_tool("curl");
@@ -216,7 +216,7 @@ pub fn sse_timings(outbound: SocketAddr, host: &str) -> (Vec<Duration>, Duration
 
 /// Asserts that the five events of the backend's /sse (one every 300 ms) arrived as they were
 /// sent: a proxy that buffers the stream delivers the first one only when the last is sent.
-pub fn assert_sse_streamed(outbound: SocketAddr, host: &str) {
+pub(crate) fn assert_sse_streamed(outbound: SocketAddr, host: &str) {
     let (events, ended) = sse_timings(outbound, host);
     assert_eq!(
         events.len(),
@@ -234,7 +234,7 @@ pub fn assert_sse_streamed(outbound: SocketAddr, host: &str) {
 /// workload makes it fail: `503 no-healthy-endpoint` once health checks noticed, or `502
 /// upstream-failed` before, each answer coming promptly rather than after a hang. Then
 /// checks the answer is one of Ferry's, naming the service.
-pub fn wait_upstream_error(outbound: SocketAddr, host: &str) -> Response {
+pub(crate) fn wait_upstream_error(outbound: SocketAddr, host: &str) -> Response {
     let response = super::eventually(Duration::from_secs(10), || {
         let started = std::time::Instant::now();
         let response = get(outbound, host, "/hello")?;

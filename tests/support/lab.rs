@@ -23,7 +23,7 @@ const FIRST_OCTET2: u8 = 220;
 
 /// A network of the lab: a bridge in the switch namespace.
 #[derive(Debug, Clone)]
-pub struct Network {
+pub(crate) struct Network {
     /// The label given to [`Lab::network`]; also the name of hosts' interfaces on it.
     pub name: String,
     bridge: String,
@@ -35,7 +35,7 @@ pub struct Network {
 
 /// A host of the lab: a namespace with an address on each network it joined.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub(crate) struct Host {
     /// The label given to [`Lab::host`].
     pub label: String,
     /// The namespace's name, for `ip netns exec` and the harness's `netns` hooks.
@@ -46,12 +46,12 @@ pub struct Host {
 
 impl Host {
     /// The name as the harness's `Option<&str>` namespace hooks take it.
-    pub fn netns(&self) -> Option<&str> {
+    pub(crate) fn netns(&self) -> Option<&str> {
         Some(&self.name)
     }
 
     /// The host's address on `network`; panics if it did not join it.
-    pub fn ip(&self, network: &str) -> IpAddr {
+    pub(crate) fn ip(&self, network: &str) -> IpAddr {
         self.addresses
             .iter()
             .find(|(name, _)| name == network)
@@ -60,7 +60,7 @@ impl Host {
     }
 
     /// The names of the networks the host joined, in the order it joined them.
-    pub fn networks(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn networks(&self) -> impl Iterator<Item = &str> {
         self.addresses.iter().map(|(name, _)| name.as_str())
     }
 }
@@ -69,7 +69,7 @@ impl Host {
 /// declare the lab before the nodes and backends that run inside it, so they are dropped
 /// (killed) first.
 #[derive(Debug)]
-pub struct Lab {
+pub(crate) struct Lab {
     /// `ferrylab-<pid>-<n>-`: every namespace of this lab starts with it.
     stem: String,
     /// The namespace holding the bridges.
@@ -83,7 +83,7 @@ pub struct Lab {
 
 impl Lab {
     /// An empty lab: just the switch. Panics naming what is missing when this process cannot.
-    pub fn new() -> Lab {
+    pub(crate) fn new() -> Lab {
         require_root_and_ip();
         remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -104,7 +104,7 @@ impl Lab {
     }
 
     /// Adds a network named `name` (at most 8 characters: it names interfaces): a bridge.
-    pub fn network(&mut self, name: &str) {
+    pub(crate) fn network(&mut self, name: &str) {
         assert!(name.len() <= 8, "network name {name:?} is too long");
         let index = self.networks.len() as u8;
         let bridge = format!("br-{name}");
@@ -120,7 +120,7 @@ impl Lab {
 
     /// Adds a host labelled `label` joined to each of `networks` (made before by
     /// [`Lab::network`]), with an address on each.
-    pub fn host(&mut self, label: &str, networks: &[&str]) -> Host {
+    pub(crate) fn host(&mut self, label: &str, networks: &[&str]) -> Host {
         let name = format!("{}{label}", self.stem);
         self.add_namespace(&name);
         let mut host = Host {
@@ -174,13 +174,13 @@ impl Lab {
     }
 
     /// Cuts `host`'s link to `network`: its interface there goes down.
-    pub fn cut(&self, host: &Host, network: &str) {
+    pub(crate) fn cut(&self, host: &Host, network: &str) {
         host.ip(network);
         ip(&["-n", &host.name, "link", "set", network, "down"]);
     }
 
     /// Heals what [`Lab::cut`] cut.
-    pub fn heal(&self, host: &Host, network: &str) {
+    pub(crate) fn heal(&self, host: &Host, network: &str) {
         host.ip(network);
         ip(&["-n", &host.name, "link", "set", network, "up"]);
     }

@@ -11,15 +11,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Between polls when a test times how soon something happens.
-pub const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 /// Issue 4's bound for withdrawing and restoring a datacenter's routes, plus a few polls: each
 /// poll is a curl through `ip netns exec` (~20–50 ms here) and the pause between them.
-pub const TWO_SECONDS_AND_POLLS: Duration = Duration::from_millis(2000 + 4 * 20 + 150);
+pub(crate) const TWO_SECONDS_AND_POLLS: Duration = Duration::from_millis(2000 + 4 * 20 + 150);
 
 /// Held for the whole of a test that runs a mesh: such a test runs many nodes on a small
 /// machine and times what it sees, so two of them in one test binary must not run at once.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -41,21 +41,21 @@ struct Gateway {
 /// Add the gateways first ([`MeshPlan::gateway`]), then build the sidecars
 /// ([`MeshPlan::sidecar`]), then [`MeshPlan::start_gateways`], then start the sidecars.
 #[derive(Default)]
-pub struct MeshPlan {
+pub(crate) struct MeshPlan {
     gateways: Vec<Gateway>,
     /// The keys of the sidecars made so far, with their datacenter: its gateways trust them.
     sidecars: Vec<(String, String)>,
 }
 
 impl MeshPlan {
-    pub fn new() -> MeshPlan {
+    pub(crate) fn new() -> MeshPlan {
         MeshPlan::default()
     }
 
     /// Adds a gateway on `host`, named after the host's label, in datacenter `datacenter`
     /// whose LAN is the network `lan`. It listens on all its addresses (LAN and WANs) and
     /// advertises none: its datacenter's nodes learn the address they saw it at.
-    pub fn gateway(&mut self, host: &Host, datacenter: &str, lan: &str) {
+    pub(crate) fn gateway(&mut self, host: &Host, datacenter: &str, lan: &str) {
         let builder = Node::builder(&host.label)
             .netns(&host.name)
             .tunnel_ip([0, 0, 0, 0].into())
@@ -71,7 +71,7 @@ impl MeshPlan {
 
     /// A sidecar on `host` named `DATACENTER-LABEL`, its tunnel on its LAN address, dialing
     /// every gateway of `datacenter` (added before), which will trust it.
-    pub fn sidecar(&mut self, host: &Host, datacenter: &str) -> NodeBuilder {
+    pub(crate) fn sidecar(&mut self, host: &Host, datacenter: &str) -> NodeBuilder {
         let mut gateways = self
             .gateways
             .iter()
@@ -96,7 +96,7 @@ impl MeshPlan {
 
     /// Starts the gateways, in the order they were added, each peered with the gateways it
     /// shares a network with and trusting the sidecars of its datacenter.
-    pub fn start_gateways(self) -> Vec<Node> {
+    pub(crate) fn start_gateways(self) -> Vec<Node> {
         let peers: Vec<Vec<(SocketAddr, String)>> = (0..self.gateways.len())
             .map(|i| {
                 (0..self.gateways.len())
@@ -146,7 +146,7 @@ impl MeshPlan {
 
 /// The workload that answered a `GET /hello` (NAME, from its `hello from NAME`), when the
 /// answer is its 200, not flagged with a `ferry-error`.
-pub fn served_by(response: &Response) -> Option<&str> {
+pub(crate) fn served_by(response: &Response) -> Option<&str> {
     if response.status != 200 || response.header("ferry-error").is_some() {
         return None;
     }
@@ -154,7 +154,7 @@ pub fn served_by(response: &Response) -> Option<&str> {
 }
 
 /// Asserts a 200 from `workload` (its body says `hello from WORKLOAD`).
-pub fn assert_served_by(response: &Response, workload: &str) {
+pub(crate) fn assert_served_by(response: &Response, workload: &str) {
     assert_eq!(
         served_by(response),
         Some(workload),
@@ -166,7 +166,7 @@ pub fn assert_served_by(response: &Response, workload: &str) {
 /// `Host: host` is answered as `wanted` says; returns how long after `since` that was. Prints
 /// what the calls before got (status and `ferry-error`, or curl's failure), one line per
 /// change, so a slow failover shows what users saw meanwhile.
-pub fn time_until(
+pub(crate) fn time_until(
     from: &Node,
     host: &str,
     since: Instant,
@@ -207,7 +207,7 @@ pub fn time_until(
 /// Times how soon after `event` (which happened at `since`) a call from `from` with
 /// `Host: host` is answered `503 no-route`: the routes to it were withdrawn. Prints it, and
 /// asserts it took at most two seconds (issue 4) and the poll's slack.
-pub fn assert_withdrawn_within_2_s(from: &Node, host: &str, since: Instant, event: &str) {
+pub(crate) fn assert_withdrawn_within_2_s(from: &Node, host: &str, since: Instant, event: &str) {
     let (withdrawn, response) = time_until(from, host, since, "a 503", |r| r.status == 503);
     println!("{event}: {host} answered 503 after {withdrawn:?}");
     assert_ferry_error(&response, 503, "no-route", host);
@@ -221,7 +221,7 @@ pub fn assert_withdrawn_within_2_s(from: &Node, host: &str, since: Instant, even
 
 /// Times how soon after `event` (at `since`) a call from `from` with `Host: host` is served by
 /// `workload` again. Prints it, and asserts it took at most two seconds (issue 4) and slack.
-pub fn assert_served_again_within_2_s(
+pub(crate) fn assert_served_again_within_2_s(
     from: &Node,
     host: &str,
     workload: &str,
@@ -240,13 +240,16 @@ pub fn assert_served_again_within_2_s(
 }
 
 /// The entry of a `/peers` list for the node named `name`.
-pub fn peer_named<'a>(peers: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+pub(crate) fn peer_named<'a>(
+    peers: &'a serde_json::Value,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
     peers.as_array()?.iter().find(|p| p["name"] == name)
 }
 
 /// The gateway that `node`'s relayed session to the node named `far` goes through, from the
 /// `via GATEWAY` of `node`'s `/peers`; panics if `node` holds no such session.
-pub fn relayed_via(node: &Node, far: &str) -> String {
+pub(crate) fn relayed_via(node: &Node, far: &str) -> String {
     let peers = node.admin_json("/peers");
     let path = peer_named(&peers, far)
         .and_then(|p| p["path"].as_str().map(str::to_owned))
@@ -264,7 +267,7 @@ pub fn relayed_via(node: &Node, far: &str) -> String {
 /// Whether `node` holds a session with `other`, a link or an inner session: a gateway that
 /// relays between them must not, it only forwards datagrams it cannot read. Returns
 /// `node`'s `/peers` for the failure message.
-pub fn holds_session(node: &Node, other: &Node) -> (bool, serde_json::Value) {
+pub(crate) fn holds_session(node: &Node, other: &Node) -> (bool, serde_json::Value) {
     let peers = node.admin_json("/peers");
     let holds = peers.as_array().is_some_and(|list| {
         list.iter()

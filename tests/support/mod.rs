@@ -13,23 +13,23 @@
 // Each test binary compiles this module and uses only part of it and of its re-exports.
 #![allow(dead_code, unused_imports)]
 
-pub mod backend;
-pub mod clients;
-pub mod http;
-pub mod lab;
-pub mod mesh;
-pub mod netns;
-pub mod node;
-pub mod registry;
+pub(crate) mod backend;
+pub(crate) mod clients;
+pub(crate) mod http;
+pub(crate) mod lab;
+pub(crate) mod mesh;
+pub(crate) mod netns;
+pub(crate) mod node;
+pub(crate) mod registry;
 
-pub use backend::Backend;
-pub use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};
-pub use ferry_testing::{eventually, eventually_every};
-pub use http::{
+pub(crate) use backend::Backend;
+pub(crate) use clients::{grpc_call, grpc_call_in, redis_cli, redis_cli_in, ws_chat, GrpcOutcome};
+pub(crate) use ferry_testing::{eventually, eventually_every};
+pub(crate) use http::{
     assert_ferry_error, curl, curl_in, curl_ran, curl_ran_in, get, get_in, raw_exchange,
     wait_upstream_error, Response,
 };
-pub use node::{start_pair, wait_ready, wait_routable, Node, NodeBuilder, Service};
+pub(crate) use node::{start_pair, wait_ready, wait_routable, Node, NodeBuilder, Service};
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -43,7 +43,7 @@ use std::{env, fs, thread};
 
 /// The `ferry` binary under test: `$FERRY_BIN`, else the one cargo built beside this test
 /// (test executables live in `target/debug/deps`, binaries in `target/debug`).
-pub fn ferry_bin() -> PathBuf {
+pub(crate) fn ferry_bin() -> PathBuf {
     if let Some(path) = env::var_os("FERRY_BIN") {
         let path = PathBuf::from(path);
         assert!(path.is_file(), "FERRY_BIN={} is not a file", path.display());
@@ -65,7 +65,7 @@ pub fn ferry_bin() -> PathBuf {
 }
 
 /// Fails the test when an external tool is not on PATH: tests never skip silently.
-pub fn require_tool(name: &str) {
+pub(crate) fn require_tool(name: &str) {
     let found = env::var_os("PATH")
         .map(|paths| env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
         .unwrap_or(false);
@@ -77,7 +77,7 @@ pub fn require_tool(name: &str) {
 
 /// A command for `program`, run inside the network namespace `netns` when one is given
 /// (`ip netns exec NETNS PROGRAM`, which execs the program: the child's pid is the program's).
-pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
+pub(crate) fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
     match netns {
         None => Command::new(program),
         Some(netns) => {
@@ -90,12 +90,12 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
 
 /// A directory under the system temp dir, unique to this test, removed on drop
 /// (kept when `FERRY_KEEP_TEMP` is set, to look at logs after a run).
-pub struct TempDir {
+pub(crate) struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
-    pub fn new(label: &str) -> TempDir {
+    pub(crate) fn new(label: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -111,11 +111,11 @@ impl TempDir {
         TempDir { path }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 }
@@ -162,13 +162,13 @@ fn pick_port(usable: impl Fn(u16) -> bool) -> u16 {
 }
 
 /// A loopback TCP port that is free now.
-pub fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     pick_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// A loopback port free for both UDP and TCP: the tunnel is QUIC over UDP, and may be
 /// carried over TCP until the QUIC tunnel lands.
-pub fn free_tunnel_port() -> u16 {
+pub(crate) fn free_tunnel_port() -> u16 {
     pick_port(|port| {
         UdpSocket::bind(("127.0.0.1", port)).is_ok()
             && TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -177,7 +177,7 @@ pub fn free_tunnel_port() -> u16 {
 
 /// What a finished command printed and how it ended.
 #[derive(Debug)]
-pub struct Ran {
+pub(crate) struct Ran {
     /// The exit code; `None` when killed by a signal or by our timeout.
     pub code: Option<i32>,
     pub stdout: String,
@@ -186,14 +186,14 @@ pub struct Ran {
 }
 
 impl Ran {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Runs a command to completion with closed stdin, killing it after `within` so that a hung
 /// client fails the test instead of hanging it.
-pub fn run(command: &mut Command, within: Duration) -> Ran {
+pub(crate) fn run(command: &mut Command, within: Duration) -> Ran {
     let description = format!("{command:?}");
     let mut child = command
         .stdin(Stdio::null())
@@ -236,7 +236,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String>
 
 /// Clears the proxy variables that curl, grpcio and websockets obey, so that clients talk to
 /// the loopback address they are given.
-pub fn without_proxy(command: &mut Command) -> &mut Command {
+pub(crate) fn without_proxy(command: &mut Command) -> &mut Command {
     for name in [
         "http_proxy",
         "https_proxy",
@@ -250,7 +250,7 @@ pub fn without_proxy(command: &mut Command) -> &mut Command {
 }
 
 /// Runs `ferry ARGS` (30 s at most) with its state dir inside `state_dir`.
-pub fn ferry(args: &[&str], state_dir: &Path) -> Ran {
+pub(crate) fn ferry(args: &[&str], state_dir: &Path) -> Ran {
     run(
         Command::new(ferry_bin())
             .args(args)
@@ -261,13 +261,13 @@ pub fn ferry(args: &[&str], state_dir: &Path) -> Ran {
 }
 
 /// The last lines of a text, for logs printed when a test fails.
-pub fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// `tests/python/NAME`, the helper programs the tests run.
-pub fn python_script(name: &str) -> PathBuf {
+pub(crate) fn python_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("python")
         .join(name)
@@ -276,7 +276,7 @@ pub fn python_script(name: &str) -> PathBuf {
 /// One node named "solo" fronting the HTTP workload `greeter` (a backend named
 /// "greeter-backend", health-checked on /healthz), with `raw` TOML appended to its config;
 /// returned once `greeter` is routable.
-pub fn greeter_node(raw: &str) -> (Backend, Node) {
+pub(crate) fn greeter_node(raw: &str) -> (Backend, Node) {
     let backend = Backend::http("greeter-backend");
     let node = Node::builder("solo")
         .service(Service::http("greeter", backend.address).health("/healthz"))

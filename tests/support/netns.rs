@@ -17,7 +17,7 @@ const PREFIX: &str = "ferry-";
 
 /// One side of a [`NetnsPair`]: a namespace and its end of the veth.
 #[derive(Debug, Clone)]
-pub struct Netns {
+pub(crate) struct Netns {
     /// The namespace's name, for `ip netns exec` and the harness's `netns` hooks.
     pub name: String,
     /// This side's veth address, `10.210.N.1` (a) or `10.210.N.2` (b).
@@ -26,7 +26,7 @@ pub struct Netns {
 
 impl Netns {
     /// The name as the harness's `Option<&str>` namespace hooks take it.
-    pub fn netns(&self) -> Option<&str> {
+    pub(crate) fn netns(&self) -> Option<&str> {
         Some(&self.name)
     }
 }
@@ -36,14 +36,14 @@ impl Netns {
 /// when the test panics: declare the pair before the nodes and backends that run inside it,
 /// so they are dropped (killed) first.
 #[derive(Debug)]
-pub struct NetnsPair {
+pub(crate) struct NetnsPair {
     pub a: Netns,
     pub b: Netns,
 }
 
 impl NetnsPair {
     /// Creates the pair; panics naming what is missing when this process cannot.
-    pub fn new() -> NetnsPair {
+    pub(crate) fn new() -> NetnsPair {
         require_root_and_ip();
         remove_leftovers(PREFIX);
         static COUNTER: AtomicU32 = AtomicU32::new(0);

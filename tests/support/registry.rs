@@ -19,7 +19,7 @@ fn stop_child(child: &Mutex<Option<Child>>) {
 
 /// A single-member `etcd` cluster (Debian's `etcd-server`) with its data in a temp dir, so a
 /// restart keeps what it held, as a real one would.
-pub struct Etcd {
+pub(crate) struct Etcd {
     /// `http://127.0.0.1:PORT`, for `[registry] endpoints`.
     pub url: String,
     peer_url: String,
@@ -29,7 +29,7 @@ pub struct Etcd {
 
 impl Etcd {
     /// Starts etcd and waits until it answers.
-    pub fn start() -> Etcd {
+    pub(crate) fn start() -> Etcd {
         require_tool("etcd");
         require_tool("etcdctl");
         let etcd = Etcd {
@@ -82,18 +82,18 @@ impl Etcd {
     }
 
     /// Stops the server (SIGKILL: a crash, not a goodbye).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         stop_child(&self.child);
     }
 
     /// Starts it again on the same ports and data.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         self.stop();
         self.spawn();
     }
 
     /// Runs `etcdctl ARGS` against this server.
-    pub fn etcdctl(&self, args: &[&str]) -> super::Ran {
+    pub(crate) fn etcdctl(&self, args: &[&str]) -> super::Ran {
         run(
             Command::new("etcdctl")
                 .env("ETCDCTL_API", "3")
@@ -104,7 +104,7 @@ impl Etcd {
     }
 
     /// The keys under `prefix`.
-    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Result<Vec<String>, String> {
         let ran = self.etcdctl(&["get", "--prefix", "--keys-only", prefix]);
         if !ran.success() {
             return Err(format!("etcdctl get failed: {}", ran.stderr));
@@ -117,7 +117,7 @@ impl Etcd {
             .collect())
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         tail(
             &fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default(),
             20,
@@ -137,7 +137,7 @@ impl Drop for Etcd {
 /// `dnsmasq` answering for one domain on a fresh loopback port, from a hosts file (A/AAAA,
 /// reread on SIGHUP) and `--srv-host` records (fixed for a run: [`Dnsmasq::restart`] with new
 /// ones). TTLs are 1 s, so that a change shows within seconds.
-pub struct Dnsmasq {
+pub(crate) struct Dnsmasq {
     /// The server, for `[registry] nameservers`.
     pub address: SocketAddr,
     domain: String,
@@ -149,7 +149,7 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// Serves `domain` (no trailing dot) with `hosts` (hosts-file lines) and `srv` records
     /// (`--srv-host` values: `_NAME._tcp.DOMAIN,TARGET,PORT,PRIORITY,WEIGHT`).
-    pub fn start(domain: &str, hosts: &str, srv: &[String]) -> Dnsmasq {
+    pub(crate) fn start(domain: &str, hosts: &str, srv: &[String]) -> Dnsmasq {
         require_tool("dnsmasq");
         let dns = Dnsmasq {
             address: SocketAddr::from(([127, 0, 0, 1], free_udp_and_tcp_port())),
@@ -212,7 +212,7 @@ impl Dnsmasq {
     }
 
     /// Rewrites the hosts file and tells dnsmasq to reread it (SIGHUP).
-    pub fn set_hosts(&self, hosts: &str) {
+    pub(crate) fn set_hosts(&self, hosts: &str) {
         self.write_hosts(hosts);
         if let Some(child) = self
             .child
@@ -230,18 +230,18 @@ impl Dnsmasq {
 
     /// Restarts dnsmasq (same port) serving `srv` instead: SRV records are not reread on
     /// SIGHUP.
-    pub fn restart(&self, srv: &[String]) {
+    pub(crate) fn restart(&self, srv: &[String]) {
         stop_child(&self.child);
         *self.srv.lock().unwrap_or_else(|e| e.into_inner()) = srv.to_vec();
         self.spawn();
     }
 
     /// Stops the server: lookups time out.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         stop_child(&self.child);
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         tail(
             &fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default(),
             30,

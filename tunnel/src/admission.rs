@@ -20,27 +20,27 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// New handshakes per second above which unvalidated clients must prove their address.
-pub const RETRY_ABOVE: usize = 64;
+pub(crate) const RETRY_ABOVE: usize = 64;
 /// Handshakes per second from one address.
-pub const PER_SOURCE: u32 = 16;
+pub(crate) const PER_SOURCE: u32 = 16;
 /// Handshakes per second from all addresses.
-pub const PER_SECOND: usize = 256;
+pub(crate) const PER_SECOND: usize = 256;
 /// Addresses remembered for [`PER_SOURCE`]; beyond, idle ones are forgotten.
 const SOURCES: usize = 4096;
 /// Handshakes in progress beyond which new ones are dropped.
-pub const MAX_PENDING: usize = 1024;
+pub(crate) const MAX_PENDING: usize = 1024;
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// What to do with one incoming handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Accept = 0,
     Retry = 1,
     Drop = 2,
 }
 
 impl Admission {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Admission::Accept => "accept",
             Admission::Retry => "retry",
@@ -51,7 +51,7 @@ impl Admission {
 
 /// Recent handshakes and those still in progress.
 #[derive(Debug, Default)]
-pub struct Admissions {
+pub(crate) struct Admissions {
     recent: VecDeque<Instant>,
     /// Per source: when its current one-second window began, and handshakes in it.
     sources: HashMap<IpAddr, (Instant, u32)>,
@@ -61,7 +61,7 @@ pub struct Admissions {
 impl Admissions {
     /// Decides for a handshake from `source` arriving at `now`; `validated` says whether QUIC
     /// has already validated the client's address (it echoed a Retry token).
-    pub fn admit(&mut self, now: Instant, source: IpAddr, validated: bool) -> Admission {
+    pub(crate) fn admit(&mut self, now: Instant, source: IpAddr, validated: bool) -> Admission {
         while self
             .recent
             .front()
@@ -93,7 +93,7 @@ impl Admissions {
     }
 
     /// An accepted handshake finished, either way.
-    pub fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         self.pending = self.pending.saturating_sub(1);
     }
 }

@@ -27,21 +27,28 @@ const FLAG_GATEWAY: u8 = 1;
 /// One service a node fronts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogEntry {
+    /// The service's name, as callers name it.
     pub service: String,
+    /// What it speaks, which decides how calls are carried to it.
     pub protocol: Protocol,
+    /// Whether its health check passes: callers prefer healthy endpoints.
     pub healthy: bool,
 }
 
 /// A node's announcement of itself and its services.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catalog {
+    /// The node's name, for people: `/peers` and `/routes` show it.
     pub node: String,
+    /// The datacenter it is in.
     pub datacenter: String,
+    /// Its public key: its identity.
     pub key: PublicKey,
     /// Where nodes of its datacenter dial it; empty when it cannot be dialed.
     pub address: String,
     /// Whether it carries traffic between its datacenter and others.
     pub gateway: bool,
+    /// The services it fronts.
     pub services: Vec<CatalogEntry>,
 }
 

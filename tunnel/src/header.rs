@@ -20,7 +20,7 @@ use crate::Error;
 const VERSION: u8 = 1;
 
 /// The largest header [`StreamHeader::decode`] accepts; a reader never buffers more.
-pub const MAX_HEADER_LEN: usize = 4 + 2 * 255;
+pub(crate) const MAX_HEADER_LEN: usize = 4 + 2 * 255;
 
 /// What a tunnel stream carries after its header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Its name in configs and the admin API: `http`, `grpc` or `tcp`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
@@ -86,9 +87,13 @@ impl std::str::FromStr for Protocol {
 /// The first bytes of every tunnel stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamHeader {
+    /// What the stream carries: one HTTP exchange, or a TCP connection's bytes.
     pub kind: StreamKind,
+    /// What the far node's service speaks.
     pub protocol: Protocol,
+    /// The service the far node delivers the stream to.
     pub service: String,
+    /// The datacenter the call was for: the one it was pinned to, else the endpoint's.
     pub datacenter: String,
 }
 

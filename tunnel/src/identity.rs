@@ -121,6 +121,7 @@ impl Identity {
         self.secret.to_bytes()
     }
 
+    /// The public key: the identity others know this node by.
     pub fn public(&self) -> PublicKey {
         self.public
     }

@@ -178,6 +178,7 @@ impl Link {
         self.conn.rtt()
     }
 
+    /// The UDP address the peer's packets come from.
     pub fn remote_address(&self) -> SocketAddr {
         self.conn.remote_address()
     }

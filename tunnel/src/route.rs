@@ -11,11 +11,17 @@ use crate::identity::PublicKey;
 /// One way to reach a service: a node that fronts it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// The service, as the node that fronts it names it.
     pub service: String,
+    /// The datacenter of the node.
     pub datacenter: String,
+    /// The node's name.
     pub node: String,
+    /// The node's key: calls are carried to it by key.
     pub key: PublicKey,
+    /// What the service speaks.
     pub protocol: Protocol,
+    /// Whether the service's health check passes on that node.
     pub healthy: bool,
     /// The cost of reaching the node: round-trip times summed along the path.
     pub metric: Duration,

@@ -205,6 +205,7 @@ impl Transport {
         Transport { endpoint }
     }
 
+    /// The address the transport's socket is bound to.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         Ok(self.endpoint.local_addr()?)
     }

@@ -23,7 +23,7 @@ use crate::wire::{put_bytes8, Reader};
 use crate::Error;
 
 /// The largest update a node accepts from a peer.
-pub const MAX_UPDATE_LEN: usize = 1 << 20;
+pub(crate) const MAX_UPDATE_LEN: usize = 1 << 20;
 
 const ANNOUNCE: u8 = 1;
 const WITHDRAW: u8 = 2;
@@ -33,15 +33,20 @@ const SYNCED: u8 = 3;
 /// own first), and its cost from the sender in microseconds of round-trip time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
+    /// The node the route leads to, and what it fronts.
     pub catalog: Arc<Catalog>,
+    /// The datacenters the announcement crossed, the node's own first.
     pub path: Vec<String>,
+    /// Microseconds of round-trip time from the sender to the node.
     pub metric: u32,
 }
 
 /// One message on a link's update stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
+    /// A route to a node, new or changed; a node's first announcement on a link is its hello.
     Announce(Advert),
+    /// The sender no longer has a route to the node with this key.
     Withdraw(PublicKey),
     /// Everything the sender exports has been sent once.
     Synced,

@@ -13,10 +13,12 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Reads `buf` from its start.
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    /// The next `n` bytes; an error if fewer are left.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.buf.len() < n {
             return Err(Error::Malformed("truncated"));
@@ -26,15 +28,18 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// One byte.
     pub fn u8(&mut self) -> Result<u8, Error> {
         Ok(self.take(1)?[0])
     }
 
+    /// A big-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, Error> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// A big-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, Error> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
@@ -57,6 +62,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes8()?).map_err(|_| Error::Malformed("not UTF-8"))
     }
 
+    /// How many bytes are left to read.
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }

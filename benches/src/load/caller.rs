@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 /// What a caller sends.
 #[derive(Clone, Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `GET /` with this `Host`.
     Http1 { host: String },
     /// A unary gRPC call with this `:authority`.
@@ -27,7 +27,7 @@ enum Conn {
     Http2(http2::SendRequest<Full<Bytes>>),
 }
 
-pub struct Caller {
+pub(crate) struct Caller {
     addr: SocketAddr,
     kind: Kind,
     conn: Conn,
@@ -35,7 +35,7 @@ pub struct Caller {
 
 /// Why a call failed; only counted, so a short text is enough.
 #[derive(Debug)]
-pub struct CallFailed(#[allow(dead_code)] pub String);
+pub(crate) struct CallFailed(#[allow(dead_code)] pub String);
 
 fn failed(e: impl std::fmt::Display) -> CallFailed {
     CallFailed(e.to_string())
@@ -46,7 +46,7 @@ const GRPC_REQUEST: &[u8] = &[0, 0, 0, 0, 7, 0x0a, 5, b'f', b'e', b'r', b'r', b'
 
 impl Caller {
     /// A caller with its own connection to `addr`.
-    pub async fn connect(addr: SocketAddr, kind: Kind) -> Result<Caller, CallFailed> {
+    pub(crate) async fn connect(addr: SocketAddr, kind: Kind) -> Result<Caller, CallFailed> {
         let mut caller = Caller {
             addr,
             kind,
@@ -57,7 +57,7 @@ impl Caller {
     }
 
     /// `streams` callers sharing one HTTP/2 connection to `addr`, as a gRPC channel does.
-    pub async fn grpc_channel(
+    pub(crate) async fn grpc_channel(
         addr: SocketAddr,
         authority: &str,
         streams: usize,
@@ -107,7 +107,7 @@ impl Caller {
     }
 
     /// One request, answered in full and checked (status 200; for gRPC, `grpc-status: 0`).
-    pub async fn call(&mut self) -> Result<(), CallFailed> {
+    pub(crate) async fn call(&mut self) -> Result<(), CallFailed> {
         let result = self.try_call().await;
         if result.is_err() {
             // Redial for the next call; pause briefly so a dead target is not spun on.

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
 
-pub async fn hold_connections(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
+pub(crate) async fn hold_connections(addr: SocketAddr, n: usize) -> Result<Vec<TcpStream>> {
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
         let check = async {

@@ -14,15 +14,15 @@
 mod caller;
 mod hold;
 
-pub use caller::{Caller, Kind};
-pub use hold::hold_connections;
+pub(crate) use caller::{Caller, Kind};
+pub(crate) use hold::hold_connections;
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 /// The latencies and counts of one measurement.
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     pub requests: u64,
     pub errors: u64,
     pub measured: Duration,
@@ -31,12 +31,12 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    pub fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.requests as f64 / self.measured.as_secs_f64().max(1e-9)
     }
 
     /// The `q` quantile (0..=1) of latency, in microseconds.
-    pub fn micros(&self, q: f64) -> f64 {
+    pub(crate) fn micros(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
 }
@@ -73,7 +73,11 @@ fn merge(shares: Vec<Share>, measured: Duration) -> LoadResult {
 
 /// Each caller sends back to back for `warmup + measure`; only requests sent after the warmup
 /// count.
-pub async fn closed_loop(callers: Vec<Caller>, warmup: Duration, measure: Duration) -> LoadResult {
+pub(crate) async fn closed_loop(
+    callers: Vec<Caller>,
+    warmup: Duration,
+    measure: Duration,
+) -> LoadResult {
     let start = Instant::now();
     let counted_from = start + warmup;
     let end = counted_from + measure;
@@ -122,7 +126,7 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<Share>>, measure: Duration) -
 }
 
 /// Requests are due at `rate` per second in all, spread evenly over the callers.
-pub async fn open_loop(
+pub(crate) async fn open_loop(
     callers: Vec<Caller>,
     rate: f64,
     warmup: Duration,

@@ -1,21 +1,26 @@
 //! Reading a config file. Walks toml's spanned document tree rather than deserializing, so that
 //! one pass finds every error and each carries the line and dotted key it is about.
+//!
+//! This file knows the sections: their keys, what each must hold, and the checks across them
+//! (two listeners on one address, two services of one name). Walking the document and recording
+//! errors is in `document.rs`; turning one value into a typed one, in `convert.rs`.
+
+mod convert;
+mod document;
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use super::syntax::{key_on_line, value_looks_unquoted};
 use super::values;
 use super::{
     tcp_clashes, Config, ConfigError, ConfigErrors, HealthConfig, LogFormat, NodeConfig,
     OutboundConfig, OutboundKind, PeerConfig, Protocol, RegistryConfig, RegistryKind,
     ServiceConfig, TunnelConfig,
 };
-
-type Span = Range<usize>;
+use convert::{boolean, port, quoted, text, workers};
+use document::Table;
 
 const DURATION_EXAMPLE: &str = "\"1s\"";
 const ADDRESS_EXAMPLE: &str = "\"127.0.0.1:7701\"";
@@ -76,34 +81,6 @@ pub(super) fn parse(text: &str, path: &Path, defaults: Config) -> Result<Config,
     }
 }
 
-/// A table of the document with the dotted key that leads to it.
-struct Table<'t, 'i> {
-    /// `""` for the root, else like `service[1].health`.
-    key: String,
-    /// Its `[header]` or `{ inline }` braces: where a missing key is reported.
-    span: Span,
-    entries: &'t DeTable<'i>,
-}
-
-impl Table<'_, '_> {
-    fn child_key(&self, key: &str) -> String {
-        if self.key.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.key)
-        }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
-    }
-
-    /// The span of `key` itself (not its value), for errors about the key being there.
-    fn key_span(&self, key: &str) -> Option<Span> {
-        self.entries.get_key_value(key).map(|(k, _)| k.span())
-    }
-}
-
 /// A TCP listen address, kept to find two listeners on one address.
 struct Listener {
     key: String,
@@ -119,9 +96,8 @@ struct ServiceName {
     line: usize,
 }
 
-/// Turns a value into `T`, or says why it cannot.
-type Convert<'c, T> = &'c dyn Fn(&DeValue<'_>) -> Result<T, String>;
-
+/// One reading of a file: its text and where it lives, the errors found so far, and what the
+/// checks across sections collect on the way.
 struct Reader<'a> {
     text: &'a str,
     file: &'a Path,
@@ -153,163 +129,6 @@ impl<'a> Reader<'a> {
             listeners: Vec::new(),
             service_names: Vec::new(),
         }
-    }
-
-    /// 1-based line of a byte offset.
-    fn line(&self, offset: usize) -> usize {
-        // An error at the very end of a file that ends in a newline belongs to the last line,
-        // not to an empty one after it.
-        let offset = if offset >= self.text.len() && self.text.ends_with('\n') {
-            self.text.len() - 1
-        } else {
-            offset
-        };
-        self.line_starts.partition_point(|&start| start <= offset)
-    }
-
-    fn push(&mut self, line: usize, key: String, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            key,
-            message: message.into(),
-        });
-    }
-
-    fn error(&mut self, span: Span, key: String, message: impl Into<String>) {
-        let line = self.line(span.start);
-        self.push(line, key, message);
-    }
-
-    fn syntax_error(&mut self, error: &toml::de::Error) {
-        let line = self.line(error.span().map_or(0, |span| span.start));
-        let key = key_on_line(self.text, line);
-        let mut message = format!(
-            "invalid TOML: {}",
-            error.message().trim().replace('\n', "; ")
-        );
-        if !message.contains("quoted") && !key.is_empty() && value_looks_unquoted(self.text, line) {
-            // The most common slip: `listen = 127.0.0.1:7701`, which TOML reads as a bad number.
-            message.push_str(" (a string value must be quoted)");
-        }
-        self.push(line, key, message);
-    }
-
-    /// Reports every key of `table` that is not in `known`.
-    fn known_keys(&mut self, table: &Table, known: &[&str]) {
-        for key in table.entries.keys() {
-            if !known.contains(&key.get_ref().as_ref()) {
-                let message = format!("unknown key; expected one of: {}", known.join(", "));
-                self.error(key.span(), table.child_key(key.get_ref()), message);
-            }
-        }
-    }
-
-    /// `key` of `table` converted, with the line of its value; `None` when absent or bad (bad is
-    /// reported).
-    fn field_at<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<(T, usize)> {
-        let value = table.entries.get(key)?;
-        match convert(value.get_ref()) {
-            Ok(converted) => Some((converted, self.line(value.span().start))),
-            Err(message) => {
-                self.error(value.span(), table.child_key(key), message);
-                None
-            }
-        }
-    }
-
-    fn field<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<T> {
-        self.field_at(table, key, convert).map(|(value, _)| value)
-    }
-
-    /// Like [`Reader::field_at`], and reports a missing key at the table's header.
-    fn required_at<T>(
-        &mut self,
-        table: &Table,
-        key: &str,
-        convert: Convert<T>,
-    ) -> Option<(T, usize)> {
-        if !table.has(key) {
-            self.error(
-                table.span.clone(),
-                table.child_key(key),
-                "missing; this key is required",
-            );
-        }
-        self.field_at(table, key, convert)
-    }
-
-    fn required<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<T> {
-        self.required_at(table, key, convert)
-            .map(|(value, _)| value)
-    }
-
-    /// An array, each element converted; bad elements are reported as `key[i]` and left out.
-    fn list<T>(&mut self, table: &Table, key: &str, convert: Convert<T>) -> Option<Vec<T>> {
-        let value = table.entries.get(key)?;
-        let DeValue::Array(items) = value.get_ref() else {
-            let message = expected("an array", value.get_ref());
-            self.error(value.span(), table.child_key(key), message);
-            return None;
-        };
-        let mut converted = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            match convert(item.get_ref()) {
-                Ok(value) => converted.push(value),
-                Err(message) => {
-                    let key = format!("{}[{i}]", table.child_key(key));
-                    self.error(item.span(), key, message);
-                }
-            }
-        }
-        Some(converted)
-    }
-
-    /// The sub-table `key`, if present; anything else there is reported.
-    fn table<'t, 'i>(&mut self, parent: &Table<'t, 'i>, key: &str) -> Option<Table<'t, 'i>> {
-        let value = parent.entries.get(key)?;
-        match value.get_ref() {
-            DeValue::Table(entries) => Some(Table {
-                key: parent.child_key(key),
-                span: value.span(),
-                entries,
-            }),
-            other => {
-                let message = expected("a table", other);
-                self.error(value.span(), parent.child_key(key), message);
-                None
-            }
-        }
-    }
-
-    /// The array of tables `key` (`[[key]]` or an array of inline tables).
-    fn tables<'t, 'i>(&mut self, parent: &Table<'t, 'i>, key: &str) -> Vec<Table<'t, 'i>> {
-        let Some(value) = parent.entries.get(key) else {
-            return Vec::new();
-        };
-        let full_key = parent.child_key(key);
-        let DeValue::Array(items) = value.get_ref() else {
-            let found = expected("an array of tables", value.get_ref());
-            let message = format!("{found}; write [[{full_key}]] for each entry");
-            self.error(value.span(), full_key, message);
-            return Vec::new();
-        };
-        let mut tables = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let key = format!("{full_key}[{i}]");
-            match item.get_ref() {
-                DeValue::Table(entries) => tables.push(Table {
-                    key,
-                    span: item.span(),
-                    entries,
-                }),
-                other => {
-                    let message = expected("a table", other);
-                    self.error(item.span(), key, message);
-                }
-            }
-        }
-        tables
     }
 
     fn config(&mut self, root: &Table, defaults: Config) -> Config {
@@ -602,65 +421,4 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// "expected a string, found an integer"
-fn expected(what: &str, found: &DeValue) -> String {
-    let kind = found.type_str();
-    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("expected {what}, found {article} {kind}")
-}
-
-/// Adapts a check of a string value into a [`Convert`].
-fn text<T>(check: fn(&str) -> Result<T, String>) -> impl Fn(&DeValue<'_>) -> Result<T, String> {
-    move |value| match value.as_str() {
-        Some(s) => check(s),
-        None => Err(expected("a string", value)),
-    }
-}
-
-/// Like [`text`], for values people tend to write unquoted (`interval = 1`).
-fn quoted<T>(
-    check: fn(&str) -> Result<T, String>,
-    example: &'static str,
-) -> impl Fn(&DeValue<'_>) -> Result<T, String> {
-    move |value| match value.as_str() {
-        Some(s) => check(s),
-        None => Err(expected(&format!("a string such as {example}"), value)),
-    }
-}
-
-fn boolean(value: &DeValue) -> Result<bool, String> {
-    value
-        .as_bool()
-        .ok_or_else(|| expected("true or false", value))
-}
-
-/// The most worker threads a node accepts: far beyond any core count, short of a typo's.
-const MAX_WORKERS: i64 = 1024;
-
-fn workers(value: &DeValue) -> Result<usize, String> {
-    let Some(integer) = value.as_integer() else {
-        return Err(expected("a number of threads", value));
-    };
-    i64::from_str_radix(integer.as_str(), integer.radix())
-        .ok()
-        .filter(|n| (1..=MAX_WORKERS).contains(n))
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| format!("{integer} is not a number of threads (1-{MAX_WORKERS})"))
-}
-
-fn port(value: &DeValue) -> Result<u16, String> {
-    let Some(integer) = value.as_integer() else {
-        return Err(expected("a port number", value));
-    };
-    i64::from_str_radix(integer.as_str(), integer.radix())
-        .ok()
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|&port| port != 0)
-        .ok_or_else(|| format!("{integer} is not a port (1-65535)"))
 }

@@ -10,7 +10,7 @@ use super::{
 };
 
 /// `ferry run` flags, as the command line gave them. `None`, `false` or empty leaves the file's
-/// value alone; `peers` and `services` add to the file's lists.
+/// value alone; `peers`, `trust` and `services` add to the file's lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `--name`
@@ -23,8 +23,12 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--gateway`
     pub gateway: bool,
-    /// `--peer ADDR[#PUBKEY]`, repeatable.
+    /// `--peer ADDR#PUBKEY`, repeatable. A peer without its key is taken here, and refused when
+    /// the node starts.
     pub peers: Vec<String>,
+    /// `--trust PUBKEY`, repeatable: a key allowed to open links to this node, so that two
+    /// nodes started with flags alone can talk.
+    pub trust: Vec<String>,
     /// `--service NAME=HOST:PORT[/http|/grpc|/tcp]`, repeatable.
     pub services: Vec<String>,
     /// `--outbound ADDR`: the node's one HTTP outbound listener; replaces those of the file.
@@ -62,6 +66,13 @@ pub(super) fn apply(mut config: Config, overrides: &Overrides) -> Result<Config,
     for spec in &overrides.peers {
         if let Some(peer) = check(&mut errors, "--peer", spec, peer_spec(spec)) {
             config.tunnel.peers.push(peer);
+        }
+    }
+    for key in &overrides.trust {
+        if let Some(key) = check(&mut errors, "--trust", key, values::public_key(key)) {
+            if !config.tunnel.trust.contains(&key) {
+                config.tunnel.trust.push(key);
+            }
         }
     }
     let from_file = config.services.len();

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{decode_public_key, parse_duration, parse_keyword, Keyword};
+use super::keywords::{parse_keyword, Keyword};
+use super::{decode_public_key, parse_duration};
 
 /// The port a nameserver given without one listens on.
 const DNS_PORT: u16 = 53;

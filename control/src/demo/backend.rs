@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 /// A running demo service; dropping it (or [`DemoService::kill`]) stops it and every
 /// connection it had.
 pub struct DemoService {
+    /// The address it listens on, with the port the OS chose when asked for 0.
     pub addr: SocketAddr,
     tasks: JoinSet<()>,
 }
@@ -44,6 +45,8 @@ impl DemoService {
         Ok(DemoService { addr, tasks })
     }
 
+    /// Stops it at once, dropping its listener and every open connection: what the demo's
+    /// failover step does to dc1's greeter.
     pub fn kill(mut self) {
         self.tasks.abort_all();
     }

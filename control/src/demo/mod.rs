@@ -45,6 +45,8 @@ impl Config {
     }
 }
 
+/// `ferry demo`: starts the mesh, runs the script and, unless `once`, keeps the mesh up until
+/// Ctrl-C. The status is success only if every step worked.
 pub fn main(once: bool) -> ExitCode {
     // The demo's own lines are the show; node logs would drown them unless asked for.
     crate::telemetry::init_logs(crate::config::LogFormat::Text, "warn");
@@ -74,12 +76,16 @@ pub fn main(once: bool) -> ExitCode {
 pub struct Mesh {
     /// The application's sidecar in dc1: it fronts nothing and gives the app its outbound.
     pub app: Node,
+    /// The other four: both gateways and both greeters' sidecars.
     pub nodes: Vec<Node>,
     /// dc1's greeter, which the script kills and restarts.
     pub greeter: Option<DemoService>,
+    /// Where dc1's greeter listens: it comes back on the same address, which its sidecar
+    /// still names.
     pub greeter_addr: SocketAddr,
     /// dc2's greeter, which stays up as long as the mesh is kept.
     pub far_greeter: DemoService,
+    /// The app sidecar's HTTP outbound, where the script's calls go in.
     pub outbound: SocketAddr,
 }
 

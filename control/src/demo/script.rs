@@ -176,7 +176,7 @@ async fn burst(caller: &Caller, host: &str, dc: &str) -> Result<String, String> 
 }
 
 /// Runs every step; `true` if all worked.
-pub async fn run(mesh: &mut Mesh) -> bool {
+pub(super) async fn run(mesh: &mut Mesh) -> bool {
     let caller = Caller::new(mesh.outbound);
     let mut p = Progress {
         step: 0,

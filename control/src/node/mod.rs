@@ -108,6 +108,7 @@ fn outbound_settings(config: &Config) -> OutboundSettings {
 
 /// A running node.
 pub struct Node {
+    /// What the admin API shows and the signal handlers act on; shared with both.
     pub state: Arc<NodeState>,
     listeners: Vec<JoinHandle<()>>,
     admin: Option<std::thread::JoinHandle<()>>,
@@ -118,6 +119,8 @@ pub struct Node {
 /// Options that are not config: how this process wants the node run.
 #[derive(Default)]
 pub struct StartOptions {
+    /// The process's metrics recorder, which `GET /metrics` renders; `None` when the process
+    /// records none (the demo), and `/metrics` answers 404.
     pub metrics: Option<PrometheusHandle>,
     /// Serve the admin API (the demo's nodes do too, on ports of their own).
     pub admin: bool,

@@ -77,6 +77,7 @@ impl NodeState {
         warnings
     }
 
+    /// The config in force: the one the node started with, or the last good reload.
     pub fn config(&self) -> Config {
         self.config
             .read()

@@ -42,6 +42,7 @@ struct State {
 /// the metrics show them.
 #[derive(Clone, Debug)]
 pub struct RegistryStatus {
+    /// Which registry the cache fronts.
     pub kind: RegistryKind,
     /// The backend has answered once: until then the node is not ready.
     pub synced: bool,
@@ -49,8 +50,11 @@ pub struct RegistryStatus {
     pub up: bool,
     /// Why it did not, while it is down.
     pub error: Option<String>,
+    /// How many times the backend has failed (lookups, watches, registrations) since start.
     pub errors: u64,
+    /// The Ferry nodes it found, sorted by name; this node and other datacenters' are left out.
     pub nodes: Vec<NodeRecord>,
+    /// Plain addresses by lower-case service name.
     pub addresses: BTreeMap<String, Vec<SocketAddr>>,
 }
 
@@ -94,6 +98,7 @@ impl RegistryCache {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Which registry the cache fronts.
     pub fn kind(&self) -> RegistryKind {
         self.kind
     }
@@ -271,6 +276,7 @@ impl RegistryCache {
         }
     }
 
+    /// The cache as `/registry`, `/routes` and the metrics show it, copied out.
     pub fn status(&self) -> RegistryStatus {
         let state = self.lock();
         let mut nodes: Vec<NodeRecord> = state.nodes.values().map(|(n, _)| n.clone()).collect();

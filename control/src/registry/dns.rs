@@ -36,7 +36,7 @@ pub(super) struct Dns {
 }
 
 impl Dns {
-    pub fn new(config: &RegistryConfig) -> Result<Dns, String> {
+    pub(super) fn new(config: &RegistryConfig) -> Result<Dns, String> {
         let domain = config
             .domain
             .clone()

@@ -39,7 +39,7 @@ fn error(what: &str, e: etcd_client::Error) -> RegistryError {
 }
 
 impl Etcd {
-    pub fn new(config: &RegistryConfig) -> Etcd {
+    pub(super) fn new(config: &RegistryConfig) -> Etcd {
         let endpoints = if config.endpoints.is_empty() {
             vec![DEFAULT_ENDPOINT.to_owned()]
         } else {

@@ -33,7 +33,7 @@ pub(super) struct Mdns {
 }
 
 impl Mdns {
-    pub fn new() -> Result<Mdns, String> {
+    pub(super) fn new() -> Result<Mdns, String> {
         let daemon =
             ServiceDaemon::new().map_err(|e| format!("cannot start the mdns responder: {e}"))?;
         // Interfaces are listed again every second rather than every 5: a sidecar often

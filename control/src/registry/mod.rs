@@ -2,12 +2,12 @@
 //! (`docs/registries.md`).
 //!
 //! Every plugin implements one trait, [`Registry`], with three verbs: register this node,
-//! deregister it, and watch endpoint sets. A plugin yields two kinds of endpoint (SPEC): Ferry
-//! nodes (`mesh`, `etcd`, `mdns`), which become peers of the tunnel network and whose services
-//! then reach the route table over their links, and plain addresses (`static`, `dns`), dialed
-//! directly. Nothing reads a plugin directly: its answers go into a [`RegistryCache`], which
-//! keeps the last good answer while the backend is down, says so in `/readyz` and metrics, and
-//! is what the directory asks on every call.
+//! deregister it, and watch endpoint sets. A plugin yields two kinds of endpoint (the reference,
+//! `docs/reference.md`, under `[registry]`): Ferry nodes (`mesh`, `etcd`, `mdns`), which become
+//! peers of the tunnel network and whose services then reach the route table over their links,
+//! and plain addresses (`static`, `dns`), dialed directly. Nothing reads a plugin directly: its
+//! answers go into a [`RegistryCache`], which keeps the last good answer while the backend is
+//! down, says so in `/readyz` and metrics, and is what the directory asks on every call.
 
 mod cache;
 mod dns;
@@ -40,33 +40,42 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// tunnel address and key, which the Noise IK handshake needs up front) and what it fronts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
+    /// Its node name, `[node] name`.
     pub name: String,
+    /// Its datacenter: only nodes of this node's own become its peers.
     pub datacenter: String,
     /// The node's public key, base64.
     pub key: String,
     /// `host:port` of its tunnel.
     pub address: String,
+    /// The local services it fronts.
     pub services: Vec<ServiceRecord>,
 }
 
 /// A service a [`NodeRecord`] fronts. Its health travels over the mesh link, not here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRecord {
+    /// The service name, as its `[[service]]` spells it.
     pub name: String,
+    /// `http`, `grpc` or `tcp`, as the config names it; kept as the backend gave it.
     pub protocol: String,
 }
 
 /// A plain address a registry holds for a service: dialed directly, not through the tunnel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressRecord {
+    /// Where the service listens.
     pub address: SocketAddr,
+    /// What it speaks.
     pub protocol: Protocol,
 }
 
 /// What a watch found: plain addresses by service name (lower case), and Ferry nodes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointSet {
+    /// Plain addresses (`static`, `dns`) by lower-case service name.
     pub addresses: BTreeMap<String, Vec<AddressRecord>>,
+    /// Ferry nodes (`etcd`, `mdns`), which the cache makes peers of the tunnel network.
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -96,6 +105,7 @@ pub enum Scope {
 pub struct RegistryError(pub String);
 
 impl RegistryError {
+    /// An error that says `what`, for the log and `/readyz`.
     pub fn new(what: impl std::fmt::Display) -> RegistryError {
         RegistryError(what.to_string())
     }
@@ -116,6 +126,7 @@ impl Sink {
 
 /// One registry backend. The verbs are async; a plugin holds no state the cache needs.
 pub trait Registry: Send + Sync + 'static {
+    /// Which registry this is, as `[registry] kind` names it.
     fn kind(&self) -> RegistryKind;
 
     /// Whether [`Registry::watch`] takes [`Scope::All`]; `false` for a backend that only
@@ -172,8 +183,11 @@ impl Registry for Mesh {
 
 /// What this node is, for the registries that publish nodes.
 pub struct Local {
+    /// Its public key: a registry that lists it back does not make it a peer of itself.
     pub key: PublicKey,
+    /// Its datacenter: nodes found in others are not dialed, but reached through gateways.
     pub datacenter: String,
+    /// This node as it is published, changed whenever its services change.
     pub record: watch::Receiver<NodeRecord>,
 }
 

@@ -1,6 +1,6 @@
-//! The `static` registry: a TOML file of plain addresses (SPEC), reread when it changes. A
-//! file that does not parse leaves the last good set in place, and the reason is shown in
-//! `/readyz` and the log until the file is fixed.
+//! The `static` registry: a TOML file of plain addresses (`docs/reference.md`: "The `static`
+//! services file"), reread when it changes. A file that does not parse leaves the last good
+//! set in place, and the reason is shown in `/readyz` and the log until the file is fixed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +20,11 @@ const POLL: Duration = Duration::from_millis(500);
 /// One `[[service]]` of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticService {
+    /// The service name, lower-cased: names match without regard to case.
     pub name: String,
+    /// Where it listens, dialed directly.
     pub endpoints: Vec<SocketAddr>,
+    /// What it speaks; `http` when the file does not say.
     pub protocol: Protocol,
 }
 
@@ -110,7 +113,7 @@ pub(super) struct StaticFile {
 }
 
 impl StaticFile {
-    pub fn new(config: &RegistryConfig) -> Result<StaticFile, String> {
+    pub(super) fn new(config: &RegistryConfig) -> Result<StaticFile, String> {
         let path = config
             .file
             .clone()
@@ -154,7 +157,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spec_example_parses() {
+    fn reference_example_parses() {
         let services = parse(
             "[[service]]\nname = \"greeter\"\nendpoints = [\"10.0.0.5:8080\", \"10.0.0.6:8080\"]\n\
              protocol = \"http\"\n",

@@ -34,7 +34,10 @@ pub const MAX_DATA_FRAME: usize = 64 * 1024;
 /// Heads and trailers larger than this are refused (the listeners cap headers at 64 KiB).
 pub const MAX_HEAD_FRAME: usize = 256 * 1024;
 
+/// On a head: the message has no body frames at all.
 pub const END_STREAM: u8 = 1;
+/// On a request head: after a `101` answer (or a `200` to a CONNECT) the stream carries raw
+/// bytes both ways.
 pub const UPGRADE: u8 = 2;
 /// On a response head: the serving node answered for its service, which never saw the
 /// request (it could not connect, or the service is no longer there). The caller may send
@@ -50,40 +53,58 @@ const END: u8 = 5;
 /// A request head as it crosses the tunnel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestHead {
+    /// The caller's HTTP version; the serving node speaks what its service needs.
     pub version: Version,
+    /// [`END_STREAM`], [`UPGRADE`].
     pub flags: u8,
+    /// The request's method.
     pub method: Method,
+    /// Path and query, as sent on an origin-form request line.
     pub path: String,
+    /// The `:authority` or `Host` the caller sent, for the service's virtual hosts.
     pub authority: String,
+    /// The end-to-end headers.
     pub headers: HeaderMap,
 }
 
 /// A response head as it crosses the tunnel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseHead {
+    /// The version the service answered in.
     pub version: Version,
+    /// [`END_STREAM`], [`UNDELIVERED`].
     pub flags: u8,
+    /// The answer's status.
     pub status: StatusCode,
+    /// The end-to-end headers.
     pub headers: HeaderMap,
 }
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
+    /// A request's head: the first frame the calling node sends.
     Request(RequestHead),
+    /// A response's head: the first frame the serving node sends.
     Response(ResponseHead),
+    /// A piece of the body.
     Data(Bytes),
+    /// The trailers, which end the body.
     Trailers(HeaderMap),
+    /// The end of a body without trailers.
     End,
 }
 
 /// Why bytes could not be read as a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// Bytes that are not a frame.
     #[error("malformed frame: {0}")]
     Malformed(&'static str),
+    /// The stream ended in the middle of a message.
     #[error("stream ended in the middle of a message")]
     Truncated,
+    /// Reading the stream failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -166,11 +187,17 @@ fn finish(out: &mut BytesMut, at: usize) {
 
 /// A request head, encoded from borrowed parts so that sending one copies nothing twice.
 pub struct RequestHeadRef<'a> {
+    /// The caller's HTTP version; the serving node speaks what its service needs.
     pub version: Version,
+    /// [`END_STREAM`], [`UPGRADE`].
     pub flags: u8,
+    /// See [`RequestHead::method`].
     pub method: &'a Method,
+    /// See [`RequestHead::path`].
     pub path: &'a str,
+    /// See [`RequestHead::authority`].
     pub authority: &'a str,
+    /// See [`RequestHead::headers`].
     pub headers: &'a HeaderMap,
 }
 
@@ -199,9 +226,13 @@ impl RequestHeadRef<'_> {
 
 /// A response head, encoded from borrowed parts: the response keeps its headers.
 pub struct ResponseHeadRef<'a> {
+    /// See [`ResponseHead::version`].
     pub version: Version,
+    /// See [`ResponseHead::flags`].
     pub flags: u8,
+    /// See [`ResponseHead::status`].
     pub status: StatusCode,
+    /// See [`ResponseHead::headers`].
     pub headers: &'a HeaderMap,
 }
 
@@ -338,6 +369,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads frames from `io`.
     pub fn new(io: R) -> Self {
         FrameReader {
             io,
@@ -376,96 +408,4 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers() -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", HeaderValue::from_static("application/grpc"));
-        h.append("x-multi", HeaderValue::from_static("a"));
-        h.append("x-multi", HeaderValue::from_static("b"));
-        h
-    }
-
-    fn frames() -> Vec<Frame> {
-        vec![
-            Frame::Request(RequestHead {
-                version: Version::HTTP_2,
-                flags: UPGRADE,
-                method: Method::POST,
-                path: "/greeter.Greeter/SayHello?x=1".into(),
-                authority: "greeter".into(),
-                headers: headers(),
-            }),
-            Frame::Response(ResponseHead {
-                version: Version::HTTP_11,
-                flags: END_STREAM,
-                status: StatusCode::SWITCHING_PROTOCOLS,
-                headers: headers(),
-            }),
-            Frame::Data(Bytes::from_static(b"hello")),
-            Frame::Trailers(headers()),
-            Frame::End,
-        ]
-    }
-
-    #[test]
-    fn frames_round_trip_one_byte_at_a_time() {
-        let mut wire = BytesMut::new();
-        for f in frames() {
-            f.encode(&mut wire);
-        }
-        let mut buf = BytesMut::new();
-        let mut decoded = Vec::new();
-        for byte in wire {
-            buf.put_u8(byte);
-            if let Some(f) = Frame::decode(&mut buf).expect("valid") {
-                decoded.push(f);
-            }
-        }
-        assert_eq!(decoded, frames());
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..20_000 {
-            let len = (x % 64) as usize;
-            let mut buf = BytesMut::new();
-            for _ in 0..len {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                // Mostly small bytes: frame types and lengths that look plausible.
-                buf.put_u8((x % 8) as u8);
-            }
-            while let Ok(Some(_)) = Frame::decode(&mut buf) {}
-        }
-    }
-
-    #[test]
-    fn oversized_and_unknown_frames_are_refused_before_buffering() {
-        let mut buf = BytesMut::from(&[DATA, 0xff, 0xff, 0xff, 0xff][..]);
-        assert!(Frame::decode(&mut buf).is_err());
-        let mut buf = BytesMut::from(&[9u8, 0, 0, 0, 0][..]);
-        assert!(Frame::decode(&mut buf).is_err());
-    }
-
-    #[test]
-    fn a_head_with_garbage_inside_is_refused() {
-        let mut wire = BytesMut::new();
-        frames()[0].encode(&mut wire);
-        wire[7] = 0xee; // method length now points past the frame
-        assert!(Frame::decode(&mut wire).is_err());
-    }
-
-    #[tokio::test]
-    async fn a_stream_cut_mid_frame_is_truncated_not_clean() {
-        let mut wire = BytesMut::new();
-        Frame::Data(Bytes::from_static(b"hello")).encode(&mut wire);
-        let cut = &wire[..wire.len() - 1];
-        let mut reader = FrameReader::new(cut);
-        assert!(matches!(reader.next().await, Err(FrameError::Truncated)));
-    }
-}
+mod tests;

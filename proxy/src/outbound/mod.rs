@@ -35,6 +35,7 @@ pub(crate) fn feed_smuggling_guard(data: &[u8]) {
 pub struct OutboundSettings {
     /// How long a call may wait for its response to start, unless the service has its own.
     pub deadline: Duration,
+    /// Deadlines of their own, by service.
     pub service_deadlines: HashMap<String, Duration>,
 }
 

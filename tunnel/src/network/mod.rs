@@ -46,12 +46,17 @@ pub use streams::{IncomingStream, StreamHandler};
 /// A peer as the admin API shows it.
 #[derive(Clone, Debug)]
 pub struct PeerSnapshot {
+    /// The peer's key.
     pub key: PublicKey,
+    /// Its name, from its hello or the route table; empty until known.
     pub name: String,
+    /// Its datacenter, likewise.
     pub datacenter: String,
     /// The address of its link, or where it is dialed.
     pub address: String,
+    /// Where it is in its life.
     pub state: PeerState,
+    /// The round-trip time of the link calls use, while one is up.
     pub rtt: Option<Duration>,
     /// `direct`, or `via NAME` for a node reached through a gateway.
     pub path: String,
@@ -60,8 +65,11 @@ pub struct PeerSnapshot {
 /// How many incoming handshakes a node accepted, answered with a Retry, and dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdmissionCounts {
+    /// Handshakes taken on.
     pub accepted: u64,
+    /// Handshakes answered with a Retry: the client must prove its address first.
     pub retried: u64,
+    /// Handshakes dropped unanswered under a flood.
     pub dropped: u64,
 }
 

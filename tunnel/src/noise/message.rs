@@ -24,7 +24,7 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     /// Adds bytes; refuses to hold more than one message's worth.
-    pub fn push(&mut self, data: &[u8]) -> Result<(), Error> {
+    pub(super) fn push(&mut self, data: &[u8]) -> Result<(), Error> {
         if self.buf.len() + data.len() > MAX_MESSAGE + 4 {
             return Err(Error::Malformed("handshake message too long"));
         }
@@ -32,12 +32,12 @@ impl Inbox {
         Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     /// The initiation, once whole; `Ok(None)` while more bytes are needed.
-    pub fn initiation(&mut self) -> Result<Option<(u8, Vec<u8>)>, Error> {
+    pub(super) fn initiation(&mut self) -> Result<Option<(u8, Vec<u8>)>, Error> {
         let (version, suite) = match self.buf.as_slice() {
             [version, suite, ..] => (*version, *suite),
             _ => return Ok(None),
@@ -50,7 +50,7 @@ impl Inbox {
     }
 
     /// A length-prefixed message, once whole.
-    pub fn message(&mut self) -> Result<Option<Vec<u8>>, Error> {
+    pub(super) fn message(&mut self) -> Result<Option<Vec<u8>>, Error> {
         take(&mut self.buf, 0)
     }
 }

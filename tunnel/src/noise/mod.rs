@@ -40,7 +40,7 @@ pub(crate) enum Suite {
 
 impl Suite {
     /// What this machine runs fastest.
-    pub fn preferred() -> Suite {
+    pub(crate) fn preferred() -> Suite {
         if cpu_has_aes() {
             Suite::AesGcm
         } else {

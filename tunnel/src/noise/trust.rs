@@ -23,6 +23,7 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Trusts `keys`, from the config; the mesh and registries add others as they go.
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> Trust {
         Trust {
             keys: RwLock::new(keys.into_iter().collect()),
@@ -30,6 +31,7 @@ impl Trust {
         }
     }
 
+    /// Whether a node holding `key` may open a link to this one.
     pub fn allows(&self, key: &PublicKey) -> bool {
         let read = |set: &RwLock<HashSet<PublicKey>>| {
             set.read().unwrap_or_else(|e| e.into_inner()).contains(key)

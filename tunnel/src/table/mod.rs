@@ -35,7 +35,9 @@ pub type SessionId = u64;
 /// An update for the neighbor at the other end of a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
+    /// The session, and so the neighbor, it goes to.
     pub to: SessionId,
+    /// What to tell that neighbor.
     pub update: Update,
 }
 
@@ -85,6 +87,7 @@ fn micros(d: Duration) -> u32 {
 }
 
 impl Table {
+    /// A table that knows only this node, `me`.
     pub fn new(me: Catalog) -> Table {
         Table {
             me: Arc::new(me),
@@ -352,6 +355,7 @@ impl Table {
         self.nodes.len()
     }
 
+    /// Whether the table knows no node but this one.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -13,8 +13,11 @@ use crate::update::Advert;
 /// The little a rule needs to know about a node at either end of a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Neighbor {
+    /// Its key, as its link's handshake proved it.
     pub key: crate::PublicKey,
+    /// Its datacenter, from its hello.
     pub datacenter: String,
+    /// Whether it is a gateway, from its hello: only a gateway may speak for other nodes.
     pub gateway: bool,
 }
 

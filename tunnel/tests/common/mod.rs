@@ -7,7 +7,7 @@ use ferry_tunnel::Network;
 use tokio::io::AsyncWriteExt;
 
 /// Serves every stream peers open to `network` by echoing it back.
-pub fn serve_echo(network: &Network) {
+pub(crate) fn serve_echo(network: &Network) {
     network.serve_streams(Arc::new(|incoming| {
         Box::pin(async move {
             let (mut reader, mut writer) = tokio::io::split(incoming.stream);
@@ -18,4 +18,4 @@ pub fn serve_echo(network: &Network) {
 }
 
 /// How long a test waits for the mesh to do something.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use super::{addr, parse, KEY_B, SPEC_EXAMPLE};
+use super::{addr, parse, KEY_A, KEY_B, REFERENCE_EXAMPLE};
 use crate::config::*;
 
 #[test]
 fn overrides_replace_and_add_to_the_file() {
-    let mut config = parse(SPEC_EXAMPLE);
+    let mut config = parse(REFERENCE_EXAMPLE);
     let overrides = Overrides {
         name: Some("n2".into()),
         datacenter: Some("us-east".into()),
@@ -15,6 +15,7 @@ fn overrides_replace_and_add_to_the_file() {
         listen: Some(addr("0.0.0.0:7800")),
         gateway: true,
         peers: vec![format!("10.0.0.1:7700#{KEY_B}"), "[::1]:7700".into()],
+        trust: vec![KEY_A.into(), KEY_B.into()],
         services: vec![
             "api=127.0.0.1:9000/grpc".into(),
             "db=[::1]:5432/tcp".into(),
@@ -35,6 +36,12 @@ fn overrides_replace_and_add_to_the_file() {
     assert_eq!(config.tunnel.peers.len(), 3);
     assert_eq!(config.tunnel.peers[1].key.as_deref(), Some(KEY_B));
     assert_eq!(config.tunnel.peers[2].key, None);
+    // Added to the file's trust list, once each.
+    assert!(config.tunnel.trust.iter().any(|k| k == KEY_A));
+    assert_eq!(
+        config.tunnel.trust.iter().filter(|k| *k == KEY_B).count(),
+        1
+    );
     let services: Vec<_> = config
         .services
         .iter()
@@ -75,11 +82,12 @@ fn outbound_flag_sets_the_http_outbound_when_there_is_none() {
 
 #[test]
 fn bad_flags_are_all_reported_and_change_nothing() {
-    let original = parse(SPEC_EXAMPLE);
+    let original = parse(REFERENCE_EXAMPLE);
     let mut config = original.clone();
     let overrides = Overrides {
         datacenter: Some("eu.west".into()),
         peers: vec!["10.0.0.1#short".into()],
+        trust: vec!["not-a-key".into()],
         services: vec![
             "greeter".into(),
             "web=localhost:80".into(),
@@ -102,6 +110,7 @@ fn bad_flags_are_all_reported_and_change_nothing() {
         vec![
             "--datacenter",
             "--peer",
+            "--trust",
             "--service",
             "--service",
             "--service",
@@ -118,27 +127,27 @@ fn bad_flags_are_all_reported_and_change_nothing() {
         .all(|e| e.line == 0 && e.file == Path::new(COMMAND_LINE)));
     let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(
-        messages[2],
+        messages[3],
         "\"greeter\": expected NAME=IP:PORT[/http|/grpc|/tcp], as in greeter=127.0.0.1:8080"
     );
-    assert!(messages[3].contains("is not IP:PORT"), "{}", messages[3]);
+    assert!(messages[4].contains("is not IP:PORT"), "{}", messages[4]);
     assert!(
-        messages[4].contains("unknown protocol \"udp\""),
+        messages[5].contains("unknown protocol \"udp\""),
         "{}",
-        messages[4]
+        messages[5]
     );
     assert!(
-        messages[6].contains("already defined by service[0]"),
+        messages[7].contains("already defined by service[0]"),
         "{}",
-        messages[6]
+        messages[7]
     );
-    assert!(messages[7].contains("given twice"), "{}", messages[7]);
+    assert!(messages[8].contains("given twice"), "{}", messages[8]);
     assert_eq!(
-        messages[10],
+        messages[11],
         "127.0.0.1:7701 is already used by outbound[0].listen"
     );
     assert_eq!(
-        errs.errors[2].to_string(),
+        errs.errors[3].to_string(),
         "<command line>:0: --service: \"greeter\": expected NAME=IP:PORT[/http|/grpc|/tcp], \
          as in greeter=127.0.0.1:8080"
     );

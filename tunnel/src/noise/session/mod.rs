@@ -113,7 +113,7 @@ fn count(result: &'static str) {
 }
 
 impl NoiseSession {
-    pub fn client(
+    pub(super) fn client(
         identity: Identity,
         server: PublicKey,
         suite: Suite,
@@ -132,7 +132,7 @@ impl NoiseSession {
         )
     }
 
-    pub fn server(
+    pub(super) fn server(
         identity: Identity,
         trust: Arc<Trust>,
         keys: SuiteKeys,
@@ -458,189 +458,4 @@ impl Session for NoiseSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-
-    /// Every parameter at its default: what an empty list decodes to.
-    fn params() -> TransportParameters {
-        TransportParameters::read(Side::Server, &mut std::io::Cursor::new(&[][..]))
-            .expect("empty list")
-    }
-
-    fn suite_keys() -> SuiteKeys {
-        SuiteKeys::for_suite(Suite::AesGcm).expect("suite")
-    }
-
-    /// What one run of quinn's `write_crypto` loop produces: a chunk per call, and the keys.
-    fn flush(s: &mut NoiseSession) -> (Vec<Vec<u8>>, Vec<Keys>) {
-        let (mut chunks, mut keys) = (Vec::new(), Vec::new());
-        for _ in 0..8 {
-            let mut buf = Vec::new();
-            let k = s.write_handshake(&mut buf);
-            let done = k.is_none() && buf.is_empty();
-            if !buf.is_empty() {
-                chunks.push(buf);
-            }
-            keys.extend(k);
-            if done {
-                break;
-            }
-        }
-        (chunks, keys)
-    }
-
-    struct Pair {
-        client: NoiseSession,
-        server: NoiseSession,
-        client_key: PublicKey,
-    }
-
-    fn pair(trusted: bool, server_key_known_as: Option<PublicKey>) -> Pair {
-        let client_id = Identity::generate().expect("key");
-        let server_id = Identity::generate().expect("key");
-        let trust = Arc::new(Trust::new(trusted.then_some(client_id.public())));
-        let dialed = server_key_known_as.unwrap_or(server_id.public());
-        Pair {
-            client_key: client_id.public(),
-            client: NoiseSession::client(client_id, dialed, Suite::AesGcm, suite_keys(), &params()),
-            server: NoiseSession::server(server_id, trust, suite_keys(), &params()),
-        }
-    }
-
-    /// Runs the handshake as quinn would deliver it; returns both sides' 1-RTT keys.
-    fn handshake(p: &mut Pair) -> Result<(Keys, Keys), TransportError> {
-        let (initiation, _) = flush(&mut p.client);
-        assert_eq!(initiation.len(), 1);
-        assert!(p.server.read_handshake(&initiation[0])?);
-        let (server_chunks, mut server_keys) = flush(&mut p.server);
-        assert_eq!(
-            (server_chunks.len(), server_keys.len()),
-            (2, 2),
-            "response + finished, two key sets"
-        );
-        assert!(p.client.read_handshake(&server_chunks[0])?);
-        let (client_chunks, mut client_keys) = flush(&mut p.client);
-        assert_eq!(
-            (client_chunks.len(), client_keys.len()),
-            (1, 2),
-            "finished, two key sets"
-        );
-        assert!(
-            p.client.is_handshaking(),
-            "the client waits for the server's finished"
-        );
-        assert!(!p.client.read_handshake(&server_chunks[1])?);
-        assert!(!p.server.read_handshake(&client_chunks[0])?);
-        Ok((client_keys.remove(1), server_keys.remove(1)))
-    }
-
-    fn seal_then_open(sender: &dyn PacketKey, receiver: &dyn PacketKey) -> bool {
-        let header = b"\x40header";
-        let mut packet = header.to_vec();
-        packet.extend_from_slice(b"payload");
-        packet.extend(std::iter::repeat_n(0, sender.tag_len()));
-        sender.encrypt(7, &mut packet, header.len());
-        let mut payload = BytesMut::from(&packet[header.len()..]);
-        receiver.decrypt(7, header, &mut payload).is_ok() && payload.as_ref() == b"payload"
-    }
-
-    #[test]
-    fn a_trusted_client_and_its_server_agree_on_keys_and_identities() {
-        let mut p = pair(true, None);
-        let (client, server) = handshake(&mut p).expect("handshake completes");
-        assert!(!p.client.is_handshaking() && !p.server.is_handshaking());
-        assert!(seal_then_open(
-            client.packet.local.as_ref(),
-            server.packet.remote.as_ref()
-        ));
-        assert!(seal_then_open(
-            server.packet.local.as_ref(),
-            client.packet.remote.as_ref()
-        ));
-        let identity = p
-            .server
-            .peer_identity()
-            .and_then(|i| i.downcast::<PublicKey>().ok());
-        assert_eq!(
-            identity.map(|k| *k),
-            Some(p.client_key),
-            "the server knows who connected"
-        );
-        assert!(p.client.transport_parameters().expect("ok").is_some());
-        assert!(p.server.transport_parameters().expect("ok").is_some());
-    }
-
-    #[test]
-    fn key_updates_agree_and_differ_from_the_old_keys() {
-        let mut p = pair(true, None);
-        let (client, _) = handshake(&mut p).expect("handshake completes");
-        let next_client = p.client.next_1rtt_keys().expect("keys");
-        let next_server = p.server.next_1rtt_keys().expect("keys");
-        assert!(seal_then_open(
-            next_client.local.as_ref(),
-            next_server.remote.as_ref()
-        ));
-        assert!(!seal_then_open(
-            client.packet.local.as_ref(),
-            next_server.remote.as_ref()
-        ));
-    }
-
-    #[test]
-    fn an_untrusted_client_is_refused_before_the_server_answers() {
-        let mut p = pair(false, None);
-        let (initiation, _) = flush(&mut p.client);
-        let refused = p
-            .server
-            .read_handshake(&initiation[0])
-            .expect_err("refused");
-        assert_eq!(refused.code, TransportErrorCode::CONNECTION_REFUSED);
-        assert!(
-            flush(&mut p.server).0.is_empty(),
-            "the server sends nothing back"
-        );
-    }
-
-    #[test]
-    fn dialing_with_the_wrong_server_key_fails() {
-        let impostor = Identity::generate().expect("key").public();
-        let mut p = pair(true, Some(impostor));
-        let (initiation, _) = flush(&mut p.client);
-        assert!(p.server.read_handshake(&initiation[0]).is_err());
-    }
-
-    #[test]
-    fn a_tampered_response_fails_the_handshake() {
-        let mut p = pair(true, None);
-        let (initiation, _) = flush(&mut p.client);
-        p.server.read_handshake(&initiation[0]).expect("trusted");
-        let (mut chunks, _) = flush(&mut p.server);
-        let last = chunks[0].len() - 1;
-        chunks[0][last] ^= 1;
-        assert!(p.client.read_handshake(&chunks[0]).is_err());
-    }
-
-    #[test]
-    fn a_wrong_finished_fails_the_handshake() {
-        let mut p = pair(true, None);
-        let (initiation, _) = flush(&mut p.client);
-        p.server.read_handshake(&initiation[0]).expect("trusted");
-        flush(&mut p.server);
-        let mut forged = Vec::new();
-        message::put(&mut forged, &[0u8; 32]);
-        assert!(p.server.read_handshake(&forged).is_err());
-    }
-
-    #[test]
-    fn garbage_never_panics_a_server_session() {
-        for bytes in crate::wire::garbage(3000, 300) {
-            let mut p = pair(true, None);
-            let mut framed = vec![message::VERSION, 1];
-            message::put(&mut framed, &bytes);
-            let _ = p.server.read_handshake(&framed);
-            let _ = flush(&mut p.server);
-            let _ = p.server.read_handshake(&bytes);
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,48 @@
+//! How a call reaches a node it has no link to: decided from what the route table says.
+
+use crate::catalog::Catalog;
+use crate::identity::PublicKey;
+use crate::table::same_dc;
+
+/// How a node that a call needs is reached when no link to it is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Dial it at the address it advertises to its datacenter.
+    Direct {
+        address: String,
+        name: String,
+        datacenter: String,
+    },
+    /// Open an end-to-end session through gateways.
+    Relayed,
+    /// Not at all, for this reason.
+    Unreachable(&'static str),
+}
+
+/// How to reach node `key` for a call, from what the route table says of it: `node`, its
+/// catalog, and `next_hop`, the neighbor its best route came from. `here` is this node's
+/// datacenter.
+pub(crate) fn reach(
+    key: &PublicKey,
+    here: &str,
+    node: Option<&Catalog>,
+    next_hop: Option<PublicKey>,
+) -> Reach {
+    let Some(node) = node else {
+        return Reach::Unreachable("no route to the node");
+    };
+    // A route the node gave itself lasts only as long as its link, which has just closed
+    // (else the call would have found it): the route is about to be withdrawn. Dialing a
+    // node that is most likely dead would hold the call for a handshake timeout.
+    if next_hop == Some(*key) {
+        return Reach::Unreachable("the link to the node has closed");
+    }
+    if !same_dc(&node.datacenter, here) || node.address.is_empty() {
+        return Reach::Relayed;
+    }
+    Reach::Direct {
+        address: node.address.clone(),
+        name: node.node.clone(),
+        datacenter: node.datacenter.clone(),
+    }
+}
