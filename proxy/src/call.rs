@@ -24,6 +24,10 @@ pub(crate) trait Routed: Clone + Send + 'static {
     fn can_resend(&self) -> bool;
     /// Whether a try that may have reached the service can be repeated safely.
     fn idempotent(&self) -> bool;
+    /// For a call that goes to each endpoint once at most, the reason to give up with once
+    /// every eligible endpoint has been tried: the last try's failure. `None` for one that may
+    /// go to an endpoint again (an HTTP call: its retry policy bounds it).
+    fn given_up(&self) -> Option<String>;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,10 +155,15 @@ impl Routed for Call {
             )
         })
     }
+
+    fn given_up(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One TCP connection to a service, shared by all its tries: a try that cannot open a stream
-/// to one endpoint goes to another.
+/// to one endpoint goes to another, and none goes twice to the same (a second round would only
+/// double the wait on one that times out).
 #[derive(Clone)]
 pub(crate) struct TcpCall {
     shared: Arc<TcpShared>,
@@ -163,6 +172,7 @@ pub(crate) struct TcpCall {
 struct TcpShared {
     name: ServiceName,
     tried: Mutex<Vec<EndpointId>>,
+    last_failure: Mutex<Option<String>>,
 }
 
 impl TcpCall {
@@ -171,8 +181,14 @@ impl TcpCall {
             shared: Arc::new(TcpShared {
                 name,
                 tried: Mutex::new(Vec::new()),
+                last_failure: Mutex::new(None),
             }),
         }
+    }
+
+    /// Records why a try failed.
+    pub(crate) fn failed(&self, reason: &str) {
+        *lock(&self.shared.last_failure) = Some(reason.to_owned());
     }
 }
 
@@ -197,5 +213,10 @@ impl Routed for TcpCall {
     /// A stream that opened carries the connection; there is nothing to repeat.
     fn idempotent(&self) -> bool {
         false
+    }
+
+    fn given_up(&self) -> Option<String> {
+        let last = lock(&self.shared.last_failure).clone();
+        Some(last.unwrap_or_else(|| "no endpoint could be reached".into()))
     }
 }

@@ -17,7 +17,9 @@ use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind, StreamWriter, Tunn
 
 use crate::body::{self, Body};
 use crate::codec::body::{read_body, write_body};
-use crate::codec::{Frame, FrameReader, ResponseHeadRef, END_STREAM, UNDELIVERED, UPGRADE};
+use crate::codec::{
+    Frame, FrameReader, ResponseHeadRef, END_STREAM, UNANSWERED, UNDELIVERED, UPGRADE,
+};
 use crate::directory::Directory;
 use crate::error::{is_grpc_headers, ProxyError, TryError};
 use crate::headers::strip_hop_by_hop;
@@ -128,13 +130,14 @@ async fn serve_http(
     }
     match upstreams.send(addr, protocol, request).await {
         Err(failure) => {
-            // The caller's node may send an unreached call elsewhere: say it never got here.
+            // Said to the caller's node, whose retry policy decides what may go elsewhere: a
+            // call that never got here may; one the service took, only if idempotent.
             let flags = match failure {
                 TryError::Unreached { .. } => {
                     directory.unreachable(service, addr);
                     UNDELIVERED
                 }
-                TryError::Unanswered { .. } => 0,
+                TryError::Unanswered { .. } => UNANSWERED,
             };
             let error = ProxyError::UpstreamFailed {
                 service: service.to_owned(),

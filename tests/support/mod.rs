@@ -17,6 +17,7 @@ pub(crate) mod backend;
 pub(crate) mod clients;
 pub(crate) mod http;
 pub(crate) mod lab;
+pub(crate) mod load;
 pub(crate) mod mesh;
 pub(crate) mod netns;
 pub(crate) mod node;

@@ -183,6 +183,11 @@ impl Link {
         self.conn.remote_address()
     }
 
+    /// Waits until the connection has closed, for any reason.
+    pub(crate) async fn closed(&self) {
+        self.conn.closed().await;
+    }
+
     /// Whether the connection has closed (for any reason).
     pub fn is_closed(&self) -> bool {
         self.conn.close_reason().is_some()

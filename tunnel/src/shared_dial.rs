@@ -15,8 +15,9 @@ type Dial<T> = Shared<BoxFuture<'static, T>>;
 /// that wants it before that dial ends waits for the same dial and gets its outcome, success
 /// or failure. A burst of calls to an address that does not answer thus costs one timeout, not
 /// one per call in turn, and one handshake serves them all when it does answer. A caller that
-/// comes after the dial ended starts a new one. The dial runs in whichever of its callers
-/// polls it, so it goes on if the one that started it gives up.
+/// comes after the dial ended starts a new one. The dial runs on a task of its own, so it
+/// finishes (and whatever it sets up is kept or closed as if a caller had waited) even when
+/// every caller gives up: no dial is left half-done for a later caller to find.
 ///
 /// Used by the tunnel to reach nodes, and by the proxy's HTTP/2 pool to reach upstreams.
 pub struct SharedDials<K, T> {
@@ -71,6 +72,7 @@ where
                         .boxed()
                         .shared();
                     under_way.dials.insert(key, (id, dial.clone()));
+                    tokio::spawn(dial.clone());
                     dial
                 }
             }
@@ -85,8 +87,8 @@ where
             .dials
             .get(key)
             .and_then(|(_, dial)| dial.strong_count());
-        // The map holds one handle itself.
-        count.map_or(0, |n| n.saturating_sub(1))
+        // The map holds one handle itself, and the task that drives the dial another.
+        count.map_or(0, |n| n.saturating_sub(2))
     }
 }
 
@@ -152,6 +154,38 @@ mod tests {
         assert_eq!(dials.waiting(&1), 0);
         assert_eq!(call(Ok(7)).await.expect("task"), Ok(7));
         assert_eq!(started.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dial_every_caller_gave_up_on_still_finishes() {
+        let dials: Arc<SharedDials<u8, u32>> = Arc::default();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let caller = {
+            let (dials, finished) = (dials.clone(), finished.clone());
+            tokio::spawn(async move {
+                dials
+                    .dial(1, move || async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        finished.fetch_add(1, Ordering::Relaxed);
+                        5
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        caller.abort();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            finished.load(Ordering::Relaxed),
+            1,
+            "the dial ran to its end"
+        );
+        assert_eq!(dials.waiting(&1), 0);
+        assert_eq!(
+            dials.dial(1, || async { 6 }).await,
+            6,
+            "and a new one starts"
+        );
     }
 
     #[tokio::test(start_paused = true)]

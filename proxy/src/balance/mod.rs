@@ -57,7 +57,17 @@ where
         let loads = self.loads.clone();
         let inner = self.inner.clone();
         Box::pin(async move {
-            let eligible = candidates(directory.as_ref(), call.name(), &call.tried()).await?;
+            let tried = call.tried();
+            let eligible = candidates(directory.as_ref(), call.name(), &tried).await?;
+            if !tried.is_empty() && eligible.iter().all(|e| tried.contains(&e.id)) {
+                if let Some(reason) = call.given_up() {
+                    return Err(ProxyError::UpstreamFailed {
+                        service: call.name().to_string(),
+                        reason,
+                    }
+                    .into());
+                }
+            }
             let endpoint =
                 loads
                     .pick_owned(eligible)
@@ -84,5 +94,93 @@ where
             }
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ferry_tunnel::Protocol;
+    use tower::retry::Retry;
+
+    use super::*;
+    use crate::call::TcpCall;
+    use crate::directory::{EndpointId, Resolution};
+    use crate::retry::RetryPolicy;
+    use crate::target::ServiceName;
+
+    /// Endpoints at `ports`, all healthy, in dc1.
+    struct Fixed(Vec<u16>);
+
+    impl Directory for Fixed {
+        fn resolve(&self, _: &ServiceName) -> Resolution {
+            Resolution::Endpoints(
+                self.0
+                    .iter()
+                    .map(|port| {
+                        let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+                        Endpoint {
+                            id: EndpointId::Address(addr),
+                            target: Target::Address(addr),
+                            protocol: Protocol::Tcp,
+                            datacenter: "dc1".into(),
+                            healthy: true,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        fn local_service(&self, _: &str) -> Option<(SocketAddr, Protocol)> {
+            None
+        }
+        fn datacenter(&self) -> &str {
+            "dc1"
+        }
+    }
+
+    /// Fails every try, as an endpoint that refuses connections, counting them.
+    #[derive(Clone, Default)]
+    struct Refusing(Arc<AtomicUsize>);
+
+    impl Service<(Endpoint, TcpCall)> for Refusing {
+        type Response = ();
+        type Error = CallError;
+        type Future = std::future::Ready<Result<(), CallError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, (endpoint, call): (Endpoint, TcpCall)) -> Self::Future {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let reason = format!("connect to {}: refused", endpoint.id);
+            call.failed(&reason);
+            std::future::ready(Err(TryError::unreached(reason).into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tcp_connection_tries_each_endpoint_once_then_gives_the_last_reason() {
+        for ports in [vec![1], vec![1, 2]] {
+            let tries = Refusing::default();
+            let stack = Retry::new(
+                RetryPolicy::new(),
+                Balance::new(
+                    Arc::new(Fixed(ports.clone())),
+                    PeakEwma::default(),
+                    tries.clone(),
+                ),
+            );
+            let name = ServiceName::from_authority("redis").expect("a name");
+            let Err(CallError::Answer(ProxyError::UpstreamFailed { reason, .. })) =
+                stack.oneshot(TcpCall::new(name)).await
+            else {
+                panic!("every endpoint refused: the connection fails");
+            };
+            assert_eq!(tries.0.load(Ordering::Relaxed), ports.len(), "one try each");
+            assert!(reason.ends_with("refused"), "{reason}");
+        }
     }
 }

@@ -5,29 +5,56 @@
 //! estimate jumps up to any slower sample at once (the "peak") and decays toward faster ones,
 //! so a struggling endpoint sheds load quickly and earns it back gradually. Picking the less
 //! loaded of two random endpoints avoids the herd behaviour of always picking the least one.
+//!
+//! Time moves the figures even when no sample comes, as in tower's `PeakEwma`: an estimate
+//! decays toward zero while its endpoint is not called, and a failure's penalty fades within
+//! a few seconds. Without that, an endpoint that failed once would keep its bad figure for as
+//! long as the others were preferred to it, which is forever: it would get no call, so no
+//! sample, after it recovered. All time is tokio's clock, which tests can pause.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::directory::{Endpoint, EndpointId};
 
 /// The estimate an endpoint starts with, before any sample (linkerd2-proxy's default).
 const DEFAULT_RTT: Duration = Duration::from_millis(30);
-/// How quickly an estimate forgets: after this long a sample weighs 1/e.
-const DECAY: Duration = Duration::from_secs(10);
-/// A failed call counts as this slow, so failing endpoints are avoided.
+/// How quickly an estimate forgets: after this long without a sample it weighs 1/e.
+/// linkerd2-proxy takes 10 s; at that pace one slow answer (a peak) kept an endpoint out of
+/// the running for ten seconds and more when few calls were in flight to weigh the others
+/// down, so that after a rolling restart the load stayed on whichever endpoints happened to
+/// be fast at the wrong moment. Over 2 s, a peak is forgotten within a few seconds.
+const DECAY: Duration = Duration::from_secs(2);
+/// A failed try makes its endpoint look at least this slow, so the next calls go elsewhere
+/// while a health check confirms the failure or not.
 const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+/// How quickly a failure's penalty fades: after this long it weighs 1/e, so a 1 s penalty is
+/// below a millisecond's cost within about 3.5 s, and a recovered endpoint is tried again.
+const PENALTY_FADE: Duration = Duration::from_millis(500);
 /// Endpoints not used for this long are forgotten, so churn does not grow memory.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
 
+/// `e^(-elapsed/constant)`: what is left of something after `elapsed`, at rate `constant`.
+fn remaining(elapsed: Duration, constant: Duration) -> f64 {
+    (-elapsed.as_secs_f64() / constant.as_secs_f64()).exp()
+}
+
 #[derive(Debug)]
 struct Load {
+    /// The latency estimate when `updated`, in nanoseconds: [`DEFAULT_RTT`] until the first
+    /// sample replaces it.
     ewma_ns: f64,
     updated: Instant,
+    sampled: bool,
+    /// The penalty of the last failure when `failed`, in nanoseconds.
+    penalty_ns: f64,
+    failed: Instant,
     pending: u32,
 }
 
@@ -36,24 +63,46 @@ impl Load {
         Load {
             ewma_ns: DEFAULT_RTT.as_nanos() as f64,
             updated: now,
+            sampled: false,
+            penalty_ns: 0.0,
+            failed: now,
             pending: 0,
         }
     }
 
-    fn cost(&self) -> f64 {
-        self.ewma_ns * (self.pending as f64 + 1.0)
+    /// The latency estimate at `now`: decayed toward zero since the last sample; `None`
+    /// before the first.
+    fn estimate(&self, now: Instant) -> Option<f64> {
+        self.sampled
+            .then(|| self.ewma_ns * remaining(now.saturating_duration_since(self.updated), DECAY))
     }
 
+    /// What is left at `now` of the last failure's penalty.
+    fn penalty(&self, now: Instant) -> f64 {
+        self.penalty_ns * remaining(now.saturating_duration_since(self.failed), PENALTY_FADE)
+    }
+
+    /// A call's latency. The first replaces the default; a slower sample than the estimate
+    /// replaces it (the peak); a faster one is blended in by how long the estimate went
+    /// without a sample.
     fn observe(&mut self, rtt: Duration, now: Instant) {
         let sample = rtt.as_nanos() as f64;
-        if sample > self.ewma_ns {
-            self.ewma_ns = sample;
+        let w = remaining(now.saturating_duration_since(self.updated), DECAY);
+        let decayed = self.ewma_ns * w;
+        self.ewma_ns = if sample > decayed || !self.sampled {
+            sample
         } else {
-            let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-            let w = (-elapsed / DECAY.as_secs_f64()).exp();
-            self.ewma_ns = self.ewma_ns * w + sample * (1.0 - w);
-        }
+            decayed + sample * (1.0 - w)
+        };
         self.updated = now;
+        self.sampled = true;
+    }
+
+    /// A failed try that took `took`: penalized by at least [`FAILURE_PENALTY`], fading.
+    fn fail(&mut self, took: Duration, now: Instant) {
+        let penalty = took.max(FAILURE_PENALTY).as_nanos() as f64;
+        self.penalty_ns = self.penalty(now).max(penalty);
+        self.failed = now;
     }
 }
 
@@ -98,17 +147,24 @@ impl PeakEwma {
             n => {
                 let a = random(n);
                 let b = (a + 1 + random(n - 1)) % n;
+                let now = Instant::now();
                 let loads = self.lock();
-                let cost = |e: &Endpoint| {
-                    loads
-                        .get(&e.id)
-                        .map_or(DEFAULT_RTT.as_nanos() as f64, Load::cost)
+                let weigh = |e: &Endpoint| match loads.get(&e.id) {
+                    Some(l) => (l.estimate(now), l.penalty(now), l.pending),
+                    None => (None, 0.0, 0),
                 };
-                Some(if cost(&candidates[a]) <= cost(&candidates[b]) {
-                    a
-                } else {
-                    b
-                })
+                let ((est_a, pen_a, pending_a), (est_b, pen_b, pending_b)) =
+                    (weigh(&candidates[a]), weigh(&candidates[b]));
+                // An endpoint with no sample yet (new, or never picked) is taken to be as fast
+                // as the one it is weighed against: it gets its turn soon, and its calls in
+                // flight still keep a burst from piling onto it before its first answer.
+                let default = DEFAULT_RTT.as_nanos() as f64;
+                let cost = |est: Option<f64>, other: Option<f64>, penalty: f64, pending: u32| {
+                    (est.or(other).unwrap_or(default) + penalty) * (pending as f64 + 1.0)
+                };
+                let cost_a = cost(est_a, est_b, pen_a, pending_a);
+                let cost_b = cost(est_b, est_a, pen_b, pending_b);
+                Some(if cost_a <= cost_b { a } else { b })
             }
         }
     }
@@ -118,7 +174,9 @@ impl PeakEwma {
         let now = Instant::now();
         let mut loads = self.lock();
         if loads.len() > 1024 {
-            loads.retain(|_, l| l.pending > 0 || now.duration_since(l.updated) < FORGET_AFTER);
+            loads.retain(|_, l| {
+                l.pending > 0 || now.saturating_duration_since(l.updated) < FORGET_AFTER
+            });
         }
         loads
             .entry(endpoint)
@@ -136,11 +194,16 @@ impl PeakEwma {
         self.loads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn finish(&self, endpoint: EndpointId, rtt: Duration) {
+    /// A call to `endpoint` that took `took` ended: answered (`ok`), or failed.
+    fn finish(&self, endpoint: EndpointId, took: Duration, ok: bool) {
         let now = Instant::now();
         if let Some(load) = self.lock().get_mut(&endpoint) {
             load.pending = load.pending.saturating_sub(1);
-            load.observe(rtt, now);
+            if ok {
+                load.observe(took, now);
+            } else {
+                load.fail(took, now);
+            }
         }
     }
 
@@ -163,7 +226,8 @@ impl InFlight {
     /// The call got its response (head): its latency becomes a sample.
     pub fn done(mut self) {
         self.finished = true;
-        self.loads.finish(self.endpoint, self.started.elapsed());
+        self.loads
+            .finish(self.endpoint, self.started.elapsed(), true);
     }
 }
 
@@ -171,7 +235,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.finished {
             self.loads
-                .finish(self.endpoint, self.started.elapsed().max(FAILURE_PENALTY));
+                .finish(self.endpoint, self.started.elapsed(), false);
         }
     }
 }
@@ -226,14 +290,91 @@ mod tests {
     }
 
     #[test]
-    fn picks_spread_over_equal_endpoints() {
+    fn an_estimate_decays_toward_zero_while_no_sample_comes() {
+        let t0 = Instant::now();
+        let mut load = Load::new(t0);
+        load.observe(Duration::from_millis(100), t0);
+        let at = |d: Duration| load.estimate(t0 + d).unwrap_or_default() / 1e6;
+        assert!((at(DECAY) - 36.8).abs() < 0.1, "{} ms", at(DECAY));
+        assert!(at(DECAY * 5) < 1.0, "{} ms", at(DECAY * 5));
+    }
+
+    #[test]
+    fn a_failures_penalty_fades_within_a_few_seconds() {
+        let t0 = Instant::now();
+        let mut load = Load::new(t0);
+        load.fail(Duration::from_millis(3), t0);
+        assert_eq!(load.penalty(t0), FAILURE_PENALTY.as_nanos() as f64);
+        let left = load.penalty(t0 + Duration::from_millis(3500)) / 1e6;
+        assert!(left < 1.0, "{left} ms left after 3.5 s");
+        // A slow failure (a connect that timed out) weighs its whole time.
+        load.fail(Duration::from_secs(2), t0);
+        assert_eq!(load.penalty(t0), 2e9);
+    }
+
+    /// One call a millisecond, for `period` of tokio's (paused) clock, each taking 1 ms at
+    /// whichever endpoint it picked. Returns how many went to each.
+    async fn steady_calls(loads: &PeakEwma, eps: &[Endpoint], period: Duration) -> Vec<usize> {
+        let mut picked = vec![0; eps.len()];
+        let end = Instant::now() + period;
+        while Instant::now() < end {
+            let endpoint = loads.pick(eps).expect("an endpoint").id;
+            let call = loads.start(endpoint);
+            tokio::time::advance(Duration::from_millis(1)).await;
+            call.done();
+            picked[eps
+                .iter()
+                .position(|e| e.id == endpoint)
+                .expect("one of them")] += 1;
+        }
+        picked
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_failed_gets_its_share_back_while_its_competitor_is_healthy() {
+        let loads = PeakEwma::default();
+        let eps = [ep(1), ep(2)];
+        steady_calls(&loads, &eps, Duration::from_secs(2)).await;
+        // Endpoint 2 fails a call (its workload restarting), then is fine again.
+        drop(loads.start(id(2)));
+        let first = steady_calls(&loads, &eps, Duration::from_millis(500)).await;
+        assert!(
+            first[1] < 5,
+            "the failed endpoint is avoided at first: {first:?}"
+        );
+        let back = steady_calls(&loads, &eps, Duration::from_secs(5)).await;
+        assert!(back[1] > 0, "chosen again within 5 s: {back:?}");
+        let after = steady_calls(&loads, &eps, Duration::from_secs(5)).await;
+        let share = after[1] as f64 / (after[0] + after[1]) as f64;
+        assert!(
+            (0.3..=0.7).contains(&share),
+            "a fair share once back: {after:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_spread_over_equal_endpoints() {
         let loads = PeakEwma::default();
         let eps: Vec<Endpoint> = (0..4).map(ep).collect();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..200 {
-            seen.insert(loads.pick(&eps).map(|e| e.id));
+        let picked = steady_calls(&loads, &eps, Duration::from_secs(10)).await;
+        for n in &picked {
+            let share = *n as f64 / 10_000.0;
+            assert!((0.15..=0.35).contains(&share), "{picked:?}");
         }
-        assert_eq!(seen.len(), 4);
-        assert!(loads.estimate(id(0)).is_none());
+    }
+
+    #[test]
+    fn an_endpoint_never_sampled_is_weighed_as_fast_as_its_competitor() {
+        let loads = PeakEwma::default();
+        loads.start(id(0)).done();
+        let eps = [ep(0), ep(1)];
+        let new = (0..200)
+            .filter(|_| loads.pick(&eps).map(|e| e.id) == Some(id(1)))
+            .count();
+        assert!(
+            (50..=150).contains(&new),
+            "{new} of 200 picks went to the new one"
+        );
+        assert_eq!(loads.estimate(id(1)), None, "weighing adds nothing");
     }
 }

@@ -18,8 +18,11 @@
 //! Flag 1 (`END_STREAM`) says the message has no body frames at all. Flag 2 (`UPGRADE`) on a
 //! request says that after a `101` response (or `200` to a CONNECT) the stream carries raw
 //! bytes both ways. Flag 4 (`UNDELIVERED`) on a response says the serving node answered in its
-//! service's place, which never saw the request. Trailers are what gRPC needs and what HTTP/1.1 between nodes could not
-//! carry; frames keep HTTP/2's semantics without its connection-level state.
+//! service's place, which never saw the request; flag 8 (`UNANSWERED`), that the service took
+//! the request and gave no answer (its connection broke: the workload died mid-call). Either
+//! way the calling node treats the try as failed, and its retry policy decides what is safe.
+//! Trailers are what gRPC needs and what HTTP/1.1 between nodes could not carry; frames keep
+//! HTTP/2's semantics without its connection-level state.
 
 pub(crate) mod body;
 
@@ -43,6 +46,9 @@ pub const UPGRADE: u8 = 2;
 /// request (it could not connect, or the service is no longer there). The caller may send
 /// the request elsewhere.
 pub const UNDELIVERED: u8 = 4;
+/// On a response head: the serving node answered for its service, which took the request but
+/// gave no answer. The caller may repeat the call elsewhere if it is idempotent.
+pub const UNANSWERED: u8 = 8;
 
 const REQUEST: u8 = 1;
 const RESPONSE: u8 = 2;
@@ -72,7 +78,7 @@ pub struct RequestHead {
 pub struct ResponseHead {
     /// The version the service answered in.
     pub version: Version,
-    /// [`END_STREAM`], [`UNDELIVERED`].
+    /// [`END_STREAM`], [`UNDELIVERED`], [`UNANSWERED`].
     pub flags: u8,
     /// The answer's status.
     pub status: StatusCode,

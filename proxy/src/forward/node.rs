@@ -13,7 +13,9 @@ use ferry_tunnel::{Chain, RemoteNode, StreamHeader, TunnelStream};
 
 use crate::body::{self, Body};
 use crate::codec::body::{read_body, write_body};
-use crate::codec::{Frame, FrameReader, RequestHeadRef, END_STREAM, UNDELIVERED, UPGRADE};
+use crate::codec::{
+    Frame, FrameReader, RequestHeadRef, END_STREAM, UNANSWERED, UNDELIVERED, UPGRADE,
+};
 use crate::error::TryError;
 use crate::splice::{self, Prefixed};
 
@@ -89,17 +91,24 @@ pub(super) async fn send(
         Ok(_) => return Err(failed(&"peer answered with a frame out of order")),
         Err(e) => return Err(failed(&e)),
     };
-    if head.flags & UNDELIVERED != 0 {
-        // The far node could not hand the call to its service: say so to the retry layer,
-        // which may send it elsewhere, rather than pass the far node's error on as an answer.
+    if head.flags & (UNDELIVERED | UNANSWERED) != 0 {
+        // The far node answered for its service, which never saw the call or never answered
+        // it: say so to the retry layer, which may send it elsewhere, rather than pass the far
+        // node's error on as an answer.
         let error = head
             .headers
             .get("ferry-error")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("an error");
-        return Err(TryError::unreached(format!(
-            "the serving node answered {error}: its service never saw the call"
-        )));
+        return Err(if head.flags & UNDELIVERED != 0 {
+            TryError::unreached(format!(
+                "the serving node answered {error}: its service never saw the call"
+            ))
+        } else {
+            TryError::Unanswered {
+                reason: format!("the serving node answered {error}: its service did not answer"),
+            }
+        });
     }
     let mut response = Response::builder()
         .status(head.status)

@@ -56,7 +56,10 @@ impl Service<(Endpoint, TcpCall)> for OpenTcp {
                         .map_err(|e| format!("node {name}: {}", Chain(&e)))
                 }
             };
-            opened.map_err(|reason| TryError::unreached(reason).into())
+            opened.map_err(|reason| {
+                call.failed(&reason);
+                TryError::unreached(reason).into()
+            })
         })
     }
 }

@@ -179,12 +179,15 @@ async fn connect(
 ) -> Result<Response<Body>, ProxyError> {
     let upstream = outbound.open_tcp(name).await?;
     let on_upgrade = hyper::upgrade::on(request);
-    metrics::tcp_connection(&name.service, Direction::Outbound);
+    let service = name.service.clone();
     tokio::spawn(async move {
-        let joined = splice::join(
-            splice::upgraded(on_upgrade),
-            std::future::ready(Ok(upstream)),
-        );
+        // Counted once the caller's side is handed over, as a tcp outbound counts an accept.
+        let client = async {
+            let client = splice::upgraded(on_upgrade).await?;
+            metrics::tcp_connection(&service, Direction::Outbound);
+            Ok(client)
+        };
+        let joined = splice::join(client, std::future::ready(Ok(upstream)));
         match joined.await {
             Ok((sent, received)) => metrics::tcp_bytes(sent, received),
             Err(e) => debug!(error = %e, "CONNECT connection ended with an error"),

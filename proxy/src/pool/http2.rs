@@ -53,6 +53,13 @@ impl Http2Pool {
         addr: SocketAddr,
         mut request: Request<Body>,
     ) -> Result<Response<Body>, TryError> {
+        // What `absolute_form` rewrites, to put back on a request handed back unsent: it may go
+        // next to a node, which needs the name the caller used, not this upstream's address.
+        let asked = (
+            request.uri().clone(),
+            request.version(),
+            request.headers().get(header::HOST).cloned(),
+        );
         loop {
             let (live, reused) = match self.live(addr) {
                 Some(live) => (live, true),
@@ -75,10 +82,28 @@ impl Http2Pool {
             request = absolute_form(request, authority);
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response.map(body::boxed)),
-                Err(e) => {
-                    request = resend_or_fail(e, reused)?;
-                    self.forget(addr, id);
-                }
+                Err(e) => match resend_or_fail(e, reused) {
+                    Ok(unsent) => {
+                        request = unsent;
+                        self.forget(addr, id);
+                    }
+                    Err(TryError::Unreached {
+                        reason,
+                        request: Some(mut unsent),
+                    }) => {
+                        let (uri, version, host) = asked;
+                        *unsent.uri_mut() = uri;
+                        *unsent.version_mut() = version;
+                        if let Some(host) = host {
+                            unsent.headers_mut().insert(header::HOST, host);
+                        }
+                        return Err(TryError::Unreached {
+                            reason,
+                            request: Some(unsent),
+                        });
+                    }
+                    Err(failure) => return Err(failure),
+                },
             }
         }
     }

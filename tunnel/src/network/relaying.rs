@@ -98,7 +98,11 @@ pub(super) fn adopt(shared: &Arc<Shared>, key: PublicKey, link: Link, dialed: bo
     });
     let shared = shared.clone();
     tokio::spawn(async move {
-        shared.streams.accept(link.clone(), key).await;
+        // The streams wait for the proxy's handler; the close is reported regardless.
+        tokio::select! {
+            _ = shared.streams.accept(link.clone(), key) => {}
+            _ = link.closed() => {}
+        }
         shared.update(|core| core.peers.closed(link.id(), now()));
     });
 }

@@ -231,6 +231,7 @@ impl<L: LinkHandle> Peers<L> {
             link,
             kind,
             phase: Phase::Linked,
+            close_queued: false,
         });
         true
     }
@@ -376,14 +377,15 @@ impl<L: LinkHandle> Peers<L> {
         self.peers.get_mut(key)
     }
 
-    /// Marks `link` closing and queues its close, unless it is closing already.
+    /// Marks `link` closing and queues its close, unless that was done already.
     fn close(&mut self, key: &PublicKey, link: LinkId, reason: CloseReason) {
         let Some(entry) = self.peers.get_mut(key).and_then(|p| p.entry(link)) else {
             return;
         };
-        if entry.phase == Phase::Closing {
+        if entry.close_queued {
             return;
         }
+        entry.close_queued = true;
         entry.phase = Phase::Closing;
         self.actions.push_back(Action::Close {
             link: entry.link.clone(),

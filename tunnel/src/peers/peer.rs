@@ -86,7 +86,7 @@ pub enum PeerState {
     Configured,
     /// Found by a registry, not linked, waiting for its next dial.
     Discovered,
-    /// Being dialed.
+    /// Being dialed, or waiting out its backoff after a dial that failed.
     Dialing,
     /// Linked directly; its table is still arriving.
     Linked,
@@ -173,6 +173,9 @@ pub(super) struct Entry<L> {
     pub(super) link: L,
     pub(super) kind: LinkKind,
     pub(super) phase: Phase,
+    /// Whether its close was queued. A link closing for idleness waits for its last stream
+    /// first; a reason to close it at once (its peer forgotten, its node gone) still queues.
+    pub(super) close_queued: bool,
 }
 
 impl<L> Entry<L> {
@@ -225,6 +228,12 @@ impl<L: LinkHandle> Peer<L> {
         match &self.kept {
             Some(Kept {
                 dial: Dial::Dialing { .. },
+                ..
+            }) => PeerState::Dialing,
+            // Waiting out its backoff after a failed dial: still being reached.
+            Some(Kept {
+                dial: Dial::Waiting { .. },
+                failures: 1..,
                 ..
             }) => PeerState::Dialing,
             Some(kept) if self.links.is_empty() => match kept.origin {

@@ -411,3 +411,47 @@ fn a_call_reaches_a_node_by_its_datacenter_and_its_route() {
         "a route the node gave itself dies with its link"
     );
 }
+
+#[test]
+fn a_link_closing_for_idleness_is_still_closed_at_once_when_its_node_leaves_the_table() {
+    let mut peers = peers();
+    let session = FakeLink::new(5);
+    assert!(peers.registered(
+        key(3),
+        session.clone(),
+        LinkKind::Relayed { dialed: true },
+        None
+    ));
+    // Idle: it waits for the stream still open on it to end...
+    assert!(peers.idle(5));
+    assert!(actions(&mut peers).is_empty());
+    // ...unless its far end is gone: then it closes now, stream or not.
+    peers.unrouted(&key(3));
+    assert_eq!(
+        actions(&mut peers),
+        vec![Action::Close {
+            link: session,
+            reason: CloseReason::Unrouted
+        }]
+    );
+    peers.unrouted(&key(3));
+    assert!(actions(&mut peers).is_empty(), "queued once");
+}
+
+#[test]
+fn a_peer_that_cannot_be_reached_shows_as_connecting_between_its_dials() {
+    let t0 = Instant::now();
+    let mut peers = peers();
+    peers.configure(key(2), "a:1".into(), t0);
+    let attempt = dial_due(&mut peers, t0);
+    peers.dial_failed(&key(2), attempt, t0);
+    assert_eq!(
+        peers.state(&key(2)).map(PeerState::as_str),
+        Some("connecting")
+    );
+    // One that was linked and lost its link is down until its redial starts.
+    let attempt = dial_due(&mut peers, t0 + Duration::from_secs(1));
+    assert!(peers.registered(key(2), FakeLink::new(1), LinkKind::Kept(attempt), None));
+    peers.closed(1, t0 + Duration::from_secs(2));
+    assert_eq!(peers.state(&key(2)).map(PeerState::as_str), Some("down"));
+}
