@@ -110,13 +110,20 @@ fn share(load: &Load, name: &str, from: Instant, to: Instant) -> (f64, Vec<(Stri
     (mine as f64 / total.max(1) as f64, shares)
 }
 
-fn no_errors(load: &Load) {
+/// Asserts that no more calls failed than could have been in flight when `kills` workloads
+/// were killed: a call whose answer had begun when its workload died cannot go elsewhere (the
+/// caller already has its head); every other one is retried.
+fn few_errors(load: &Load, kills: usize) {
     let errors: Vec<_> = load
         .answers()
         .into_iter()
         .filter(|a| a.by.is_err())
         .collect();
-    assert!(errors.is_empty(), "calls failed: {errors:?}");
+    assert!(
+        errors.len() <= kills * CALLERS,
+        "{} calls failed: {errors:?}",
+        errors.len()
+    );
 }
 
 #[test]
@@ -213,5 +220,5 @@ fn after_a_rolling_restart_of_four_workloads_each_serves_a_fair_share() {
         "shares after the rolling restart: {:?}",
         load.shares(from, to)
     );
-    no_errors(&load);
+    few_errors(&load, endpoints.len());
 }
