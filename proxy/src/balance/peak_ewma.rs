@@ -79,6 +79,9 @@ impl Load {
 
     /// What is left at `now` of the last failure's penalty.
     fn penalty(&self, now: Instant) -> f64 {
+        if self.penalty_ns == 0.0 {
+            return 0.0;
+        }
         self.penalty_ns * remaining(now.saturating_duration_since(self.failed), PENALTY_FADE)
     }
 
