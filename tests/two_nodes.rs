@@ -234,6 +234,7 @@ fn a_pair_started_with_flags_alone_talks() {
             format!("--key={key_b}"),
             format!("--listen={tunnel_b}"),
             format!("--admin={}", local(support::free_tcp_port())),
+            format!("--api={}", local(support::free_tcp_port())),
             format!("--outbound={}", local(support::free_tcp_port())),
             format!("--service=greeter={}", greeter.address),
             // Without this, b refuses a's handshake: no config file lists a's key.
@@ -247,6 +248,7 @@ fn a_pair_started_with_flags_alone_talks() {
             format!("--key={key_a}"),
             format!("--listen={}", local(support::free_tunnel_port())),
             format!("--admin={}", local(support::free_tcp_port())),
+            format!("--api={}", local(support::free_tcp_port())),
             format!("--outbound={outbound_a}"),
             format!("--peer={tunnel_b}#{public_b}"),
         ],

@@ -18,6 +18,7 @@ fn table_of_10k() -> Table {
         key,
         address: String::new(),
         gateway,
+        subscriptions: Vec::new(),
         services: Vec::new(),
     };
     let mut table = Table::new(catalog("me".into(), "dc0", PublicKey([0xff; 32]), false));
@@ -33,6 +34,7 @@ fn table_of_10k() -> Table {
         let dc = format!("dc{}", node % 4);
         let advert = Advert {
             catalog: std::sync::Arc::new(Catalog {
+                subscriptions: Vec::new(),
                 services: (0..50)
                     .map(|s| CatalogEntry {
                         service: format!("svc-{node:03}-{s:02}"),

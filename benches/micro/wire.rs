@@ -45,6 +45,7 @@ fn catalog(c: &mut Criterion) {
         key: PublicKey([7; 32]),
         address: "10.0.0.17:7700".into(),
         gateway: false,
+        subscriptions: Vec::new(),
         services: (0..100)
             .map(|i| CatalogEntry {
                 service: format!("service-{i:03}"),

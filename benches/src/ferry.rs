@@ -177,6 +177,8 @@ impl NodeSpec {
             );
         }
         let _ = writeln!(t, "[admin]\nlisten = \"{}\"", self.admin);
+        // Port 0: the harness publishes nothing (yet), and nodes must not clash on 7703.
+        let _ = writeln!(t, "[api]\nlisten = \"127.0.0.1:0\"");
         t
     }
 }

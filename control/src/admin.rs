@@ -109,6 +109,7 @@ fn route(state: &NodeState, request: Request<Incoming>) -> Response<Full<Bytes>>
         (&Method::GET, "/status") => json_reply(state.status()),
         (&Method::GET, "/peers") => json_reply(state.peers()),
         (&Method::GET, "/routes") => json_reply(state.routes()),
+        (&Method::GET, "/subscriptions") => json_reply(state.subscriptions()),
         (&Method::GET, "/services") => json_reply(state.services()),
         (&Method::GET, "/registry") => json_reply(state.registry()),
         (&Method::GET, "/config") => json_reply(state.config()),
@@ -119,7 +120,7 @@ fn route(state: &NodeState, request: Request<Incoming>) -> Response<Full<Bytes>>
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/status" | "/peers" | "/routes" | "/services"
-            | "/registry" | "/config" | "/drain",
+            | "/subscriptions" | "/registry" | "/config" | "/drain",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
     }

@@ -1,32 +1,51 @@
-//! `ferry status`, `peers`, `routes` and `services`: read a running node's admin API and
-//! print a table or the JSON itself.
+//! `ferry status`, `peers`, `routes`, `services` and `subscriptions`: read a running node's
+//! admin API and print a table or the JSON itself; and the one exchange with a node's local
+//! API that they and `ferry publish` share.
 
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Empty};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 /// Fetches `path` from the admin API at `admin` and parses the JSON answer.
 pub fn fetch(admin: SocketAddr, path: &str) -> Result<Value, String> {
+    let request = http::Request::get(path)
+        .header(http::header::HOST, admin.to_string())
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let (status, body) = exchange(admin, "the admin API", request)?;
+    if !status.is_success() {
+        return Err(format!(
+            "{path} answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{path} answered with bad JSON: {e}"))
+}
+
+/// Sends one request to a node's local API at `address` (`what` names it in errors) and
+/// returns the answer's status and body.
+pub fn exchange(
+    address: SocketAddr,
+    what: &str,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let unreachable =
-            |e: &dyn std::fmt::Display| format!("cannot reach the admin API at {admin}: {e}");
-        let stream = tokio::net::TcpStream::connect(admin)
+            |e: &dyn std::fmt::Display| format!("cannot reach {what} at {address}: {e}");
+        let stream = tokio::net::TcpStream::connect(address)
             .await
             .map_err(|e| unreachable(&e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(&e))?;
         tokio::spawn(connection);
-        let request = http::Request::get(path)
-            .header(http::header::HOST, admin.to_string())
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)
             .await
@@ -38,13 +57,7 @@ pub fn fetch(admin: SocketAddr, path: &str) -> Result<Value, String> {
             .await
             .map_err(|e| unreachable(&e))?
             .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "{path} answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("{path} answered with bad JSON: {e}"))
+        Ok((status, body))
     })
 }
 

@@ -53,6 +53,27 @@ pub enum Command {
     Routes(AdminArgs),
     /// Show a running node's local services and their health.
     Services(AdminArgs),
+    /// Show the subscriptions a running node knows: its own and the mesh's.
+    Subscriptions(AdminArgs),
+    /// Publish one message through the local node's application API.
+    Publish(PublishArgs),
+}
+
+/// `ferry publish TOPIC [--data STRING|@FILE] [--api ADDR]`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The topic: tokens of letters, digits, '_' and '-' joined by '.'.
+    pub topic: String,
+    /// The message: a string, or @FILE for a file's contents, or @- for standard input.
+    /// Default: empty.
+    #[arg(long, default_value = "")]
+    pub data: String,
+    /// The message's content type.
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// The node's application API address.
+    #[arg(long, default_value = "127.0.0.1:7703")]
+    pub api: SocketAddr,
 }
 
 /// How the commands that ask a running node (`status`, `peers`, `routes`, `services`) reach it.
@@ -102,6 +123,9 @@ pub struct RunArgs {
     /// Admin API listen address.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Application API listen address (publishing).
+    #[arg(long)]
+    pub api: Option<SocketAddr>,
     /// Registry kind: mesh, static, dns, mdns, etcd.
     #[arg(long)]
     pub registry: Option<String>,
@@ -125,6 +149,7 @@ impl RunArgs {
             services: self.services.clone(),
             outbound: self.outbound,
             admin: self.admin,
+            api: self.api,
             registry: self.registry.clone(),
             log_format: self.log_format.clone(),
         }

@@ -8,8 +8,8 @@ use tracing::error;
 
 use ferry_tunnel::Identity;
 
-use crate::admin_client::{fetch, print_fields, print_table};
-use crate::cli::{AdminArgs, Cli, Command, RunArgs};
+use crate::admin_client::{exchange, fetch, print_fields, print_table};
+use crate::cli::{AdminArgs, Cli, Command, PublishArgs, RunArgs};
 use crate::config::{Config, Overrides};
 use crate::node::{reload_with, Node, StartOptions};
 use crate::telemetry;
@@ -58,6 +58,66 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             "/services",
             &["name", "address", "protocol", "healthy", "check"],
         ),
+        Command::Subscriptions(args) => admin(
+            &args,
+            "/subscriptions",
+            &[
+                "topic",
+                "group",
+                "service",
+                "path",
+                "node",
+                "datacenter",
+                "healthy",
+                "max_attempts",
+                "dead_letter",
+            ],
+        ),
+        Command::Publish(args) => publish(&args),
+    }
+}
+
+/// `ferry publish`: one message through the application API; prints its id.
+fn publish(args: &PublishArgs) -> ExitCode {
+    let data = match args.data.strip_prefix('@') {
+        Some("-") => {
+            let mut data = Vec::new();
+            match std::io::Read::read_to_end(&mut std::io::stdin(), &mut data) {
+                Ok(_) => data,
+                Err(e) => return fail(format!("cannot read standard input: {e}")),
+            }
+        }
+        Some(file) => match std::fs::read(file) {
+            Ok(data) => data,
+            Err(e) => return fail(format!("cannot read {file}: {e}")),
+        },
+        None => args.data.clone().into_bytes(),
+    };
+    let mut request = http::Request::post(format!("/v1/publish/{}", args.topic))
+        .header(http::header::HOST, args.api.to_string());
+    if let Some(content_type) = &args.content_type {
+        request = request.header(http::header::CONTENT_TYPE, content_type);
+    }
+    let request = match request.body(http_body_util::Full::new(bytes::Bytes::from(data))) {
+        Ok(request) => request,
+        Err(e) => return fail(format!("bad topic or content type: {e}")),
+    };
+    match exchange(args.api, "the application API", request) {
+        Ok((status, body)) if status.is_success() => {
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
+            println!(
+                "{}",
+                id.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => fail(format!(
+            "publish answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+        Err(e) => fail(e),
     }
 }
 

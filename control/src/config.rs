@@ -16,6 +16,7 @@ mod file;
 mod key;
 mod keywords;
 mod overrides;
+mod size;
 mod syntax;
 mod values;
 
@@ -29,12 +30,15 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-pub use defaults::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_TUNNEL_PORT};
+pub use defaults::{
+    DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_TUNNEL_PORT,
+};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use errors::{ConfigError, ConfigErrors, COMMAND_LINE};
 pub use key::{decode_public_key, encode_public_key, KeyError};
-pub use keywords::{LogFormat, OutboundKind, Protocol, RegistryKind, UnknownKeyword};
+pub use keywords::{BrokerKind, LogFormat, OutboundKind, Protocol, RegistryKind, UnknownKeyword};
 pub use overrides::Overrides;
+pub use size::{format_size, parse_size};
 
 /// A node's effective configuration: embedded defaults, overlaid by a config file, overlaid by
 /// command-line flags.
@@ -54,6 +58,13 @@ pub struct Config {
     pub outbounds: Vec<OutboundConfig>,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The application API: publishing.
+    pub api: ApiConfig,
+    /// The broker messages go through.
+    pub broker: BrokerConfig,
+    /// What local services subscribe to. `[[subscription]]` in the file.
+    #[serde(rename = "subscription", skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SubscriptionConfig>,
     /// Request deadlines for calls to services.
     pub deadlines: DeadlineConfig,
     /// Log output.
@@ -188,6 +199,50 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// `[api]`: the application API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiConfig {
+    /// TCP address of the application API.
+    pub listen: SocketAddr,
+}
+
+/// `[broker]`: where published messages go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerConfig {
+    /// Which broker.
+    pub kind: BrokerKind,
+    /// `nats`: the servers to connect to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// The largest message accepted, in bytes.
+    #[serde(serialize_with = "serialize_size")]
+    pub max_message_bytes: u64,
+    /// The most a node holds for delivery, in bytes.
+    #[serde(serialize_with = "serialize_size")]
+    pub queue_bytes: u64,
+    /// How long a subscribing service has to answer a delivery.
+    #[serde(serialize_with = "serialize_duration")]
+    pub delivery_timeout: Duration,
+}
+
+/// One `[[subscription]]`: a local service that receives the messages of some topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionConfig {
+    /// The topic pattern: tokens split by `.`, `*` for one token, `>` for the rest.
+    pub topic: String,
+    /// The local `[[service]]` that receives.
+    pub service: String,
+    /// Where each message is POSTed.
+    pub path: String,
+    /// Each message goes to one member of every group; default: the service's name.
+    pub group: String,
+    /// Tries before a message is dead-lettered or dropped.
+    pub max_attempts: u8,
+    /// The topic a message that cannot be delivered goes to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
+}
+
 /// `[deadlines]`: how long a call to a service may take until its response headers arrive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadlineConfig {
@@ -300,6 +355,10 @@ fn serialize_optional_path<S: Serializer>(
 
 fn serialize_duration<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_duration(*d))
+}
+
+fn serialize_size<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_size(*bytes))
 }
 
 fn serialize_duration_map<S: Serializer>(

@@ -12,4 +12,5 @@ pub mod directory;
 pub mod node;
 pub mod registry;
 pub mod services;
+pub mod subscribers;
 pub mod telemetry;

@@ -21,6 +21,7 @@
 
 pub mod balance;
 pub mod body;
+pub mod broker;
 mod call;
 pub mod codec;
 mod deadline;

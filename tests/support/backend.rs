@@ -67,6 +67,12 @@ impl Backend {
         Backend::python(None, "grpc_backend.py", name, address.port(), None)
     }
 
+    /// `tests/python/subscriber.py NAME`: records the messages delivered to it (`GET
+    /// /received`) and answers them as told (`POST /answer?status=N`).
+    pub(crate) fn subscriber(name: &str) -> Backend {
+        Backend::python(None, "subscriber.py", name, free_tcp_port(), None)
+    }
+
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.
     pub(crate) fn websocket(name: &str) -> Backend {
         Backend::python(None, "ws_backend.py", name, free_tcp_port(), None)
@@ -177,6 +183,11 @@ impl Backend {
             log,
             _dir: dir,
         }
+    }
+
+    /// What the server wrote to its stderr so far (kept after it is killed).
+    pub(crate) fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Kills the server (SIGKILL): the workload crashed.

@@ -1,7 +1,8 @@
-//! What a node announces to its peers: who it is, where it can be dialed, and the services it
-//! fronts. A catalog travels inside an [`Update`](crate::update::Update), which frames it.
+//! What a node announces to its peers: who it is, where it can be dialed, the services it
+//! fronts and the topics they subscribe to. A catalog travels inside an
+//! [`Update`](crate::update::Update), which frames it.
 //!
-//! Layout (version 2):
+//! Layout (version 3; version 2 is read as well, as version 3 without subscriptions):
 //!
 //! ```text
 //! u8   version (2)
@@ -10,6 +11,8 @@
 //! u8+  address                       `host:port` peers of its datacenter may dial; may be empty
 //! u8   flags                         bit 0: the node is a gateway
 //! u16  number of entries, then per entry: u8+ service name, u8 protocol, u8 healthy (0/1)
+//! u16  number of subscriptions, then per subscription: u8+ pattern, u8+ group, u8+ service,
+//!      u8+ path, u8 max attempts, u8+ dead-letter topic (empty: none)
 //! ```
 //!
 //! A node's catalog is replaced whole whenever it changes, so a lost detail cannot linger.
@@ -21,7 +24,10 @@ use crate::identity::PublicKey;
 use crate::wire::{put_bytes8, Reader};
 use crate::Error;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// The version before subscriptions, still read: a node that has not been upgraded yet
+/// announces nothing of them.
+const VERSION_2: u8 = 2;
 const FLAG_GATEWAY: u8 = 1;
 
 /// One service a node fronts.
@@ -33,6 +39,24 @@ pub struct CatalogEntry {
     pub protocol: Protocol,
     /// Whether its health check passes: callers prefer healthy endpoints.
     pub healthy: bool,
+}
+
+/// A subscription of one of the node's services to the messages of some topics. The broker of
+/// a publishing node reads it to deliver; the tunnel only carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogSubscription {
+    /// The topic pattern (`orders.*`, `orders.>`).
+    pub pattern: String,
+    /// The group: each message goes to one member of every matching group.
+    pub group: String,
+    /// The local service that receives the messages.
+    pub service: String,
+    /// Where on the service each message is POSTed.
+    pub path: String,
+    /// How many times a message is tried before it is dead-lettered or dropped.
+    pub max_attempts: u8,
+    /// The topic a message that cannot be delivered goes to; empty: none.
+    pub dead_letter: String,
 }
 
 /// A node's announcement of itself and its services.
@@ -50,6 +74,8 @@ pub struct Catalog {
     pub gateway: bool,
     /// The services it fronts.
     pub services: Vec<CatalogEntry>,
+    /// What its services subscribe to.
+    pub subscriptions: Vec<CatalogSubscription>,
 }
 
 impl Catalog {
@@ -68,11 +94,21 @@ impl Catalog {
             out.put_u8(entry.protocol.code());
             out.put_u8(entry.healthy as u8);
         }
+        out.put_u16(self.subscriptions.len().min(u16::MAX as usize) as u16);
+        for s in self.subscriptions.iter().take(u16::MAX as usize) {
+            put_bytes8(out, s.pattern.as_bytes());
+            put_bytes8(out, s.group.as_bytes());
+            put_bytes8(out, s.service.as_bytes());
+            put_bytes8(out, s.path.as_bytes());
+            out.put_u8(s.max_attempts);
+            put_bytes8(out, s.dead_letter.as_bytes());
+        }
     }
 
     /// Reads one catalog from `r`, leaving what follows it.
     pub fn read(r: &mut Reader<'_>) -> Result<Catalog, Error> {
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if version != VERSION && version != VERSION_2 {
             return Err(Error::Malformed("unknown catalog version"));
         }
         let node = r.str8()?.to_owned();
@@ -105,6 +141,11 @@ impl Catalog {
                 healthy,
             });
         }
+        let subscriptions = if version == VERSION_2 {
+            Vec::new()
+        } else {
+            read_subscriptions(r)?
+        };
         Ok(Catalog {
             node,
             datacenter,
@@ -112,6 +153,7 @@ impl Catalog {
             address,
             gateway: flags & FLAG_GATEWAY != 0,
             services,
+            subscriptions,
         })
     }
 
@@ -129,6 +171,26 @@ impl Catalog {
             .iter()
             .any(|e| e.service.eq_ignore_ascii_case(service))
     }
+}
+
+fn read_subscriptions(r: &mut Reader<'_>) -> Result<Vec<CatalogSubscription>, Error> {
+    let count = r.u16()? as usize;
+    // Each takes at least 6 bytes: refuse counts the buffer cannot hold before allocating.
+    if count * 6 > r.remaining() {
+        return Err(Error::Malformed("subscription count exceeds its length"));
+    }
+    let mut subscriptions = Vec::with_capacity(count);
+    for _ in 0..count {
+        subscriptions.push(CatalogSubscription {
+            pattern: r.str8()?.to_owned(),
+            group: r.str8()?.to_owned(),
+            service: r.str8()?.to_owned(),
+            path: r.str8()?.to_owned(),
+            max_attempts: r.u8()?,
+            dead_letter: r.str8()?.to_owned(),
+        });
+    }
+    Ok(subscriptions)
 }
 
 #[cfg(test)]
@@ -154,6 +216,14 @@ mod tests {
                     healthy: false,
                 },
             ],
+            subscriptions: vec![CatalogSubscription {
+                pattern: "orders.>".into(),
+                group: "billing".into(),
+                service: "billing".into(),
+                path: "/events".into(),
+                max_attempts: 5,
+                dead_letter: "orders.dead".into(),
+            }],
         }
     }
 
@@ -185,12 +255,30 @@ mod tests {
         let mut out = BytesMut::new();
         Catalog {
             services: vec![],
+            subscriptions: vec![],
             ..catalog()
         }
         .write(&mut out);
         let n = out.len();
-        out[n - 2] = 0xff;
-        out[n - 1] = 0xff;
-        assert!(Catalog::decode(&out).is_err());
+        for at in [n - 4, n - 2] {
+            let mut huge = out.clone();
+            huge[at] = 0xff;
+            huge[at + 1] = 0xff;
+            assert!(Catalog::decode(&huge).is_err());
+        }
+    }
+
+    #[test]
+    fn a_version_2_catalog_reads_as_one_without_subscriptions() {
+        let mut out = BytesMut::new();
+        let old = Catalog {
+            subscriptions: vec![],
+            ..catalog()
+        };
+        old.write(&mut out);
+        // Version 2 is version 3 without the subscription count at the end.
+        out[0] = VERSION_2;
+        out.truncate(out.len() - 2);
+        assert_eq!(Catalog::decode(&out).expect("decodes"), old);
     }
 }

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+pub mod backoff;
 mod catalog;
 mod error;
 #[doc(hidden)]
@@ -29,7 +30,7 @@ mod transport;
 mod update;
 pub mod wire;
 
-pub use catalog::{Catalog, CatalogEntry};
+pub use catalog::{Catalog, CatalogEntry, CatalogSubscription};
 pub use error::{Chain, Error};
 pub use header::{Protocol, StreamHeader, StreamKind};
 pub use identity::{Identity, PublicKey};
@@ -40,7 +41,7 @@ pub use network::{
 };
 pub use noise::{HandshakeData, Trust};
 pub use peers::PeerState;
-pub use route::{service_key, Route};
+pub use route::{service_key, Route, SubscriptionRoute};
 pub use shared_dial::SharedDials;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
 pub use transport::Transport;

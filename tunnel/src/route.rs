@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogSubscription};
 use crate::header::Protocol;
 use crate::identity::PublicKey;
 
@@ -27,6 +27,23 @@ pub struct Route {
     pub metric: Duration,
     /// The neighbor the route was learned through, when it is not the node itself.
     pub via: Option<PublicKey>,
+}
+
+/// A subscription somewhere in the mesh, with what a publisher needs to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRoute {
+    /// What the node announced.
+    pub subscription: CatalogSubscription,
+    /// The datacenter of the node.
+    pub datacenter: String,
+    /// The node's name.
+    pub node: String,
+    /// The node's key: messages are carried to it by key.
+    pub key: PublicKey,
+    /// Whether the subscribing service's health check passes on that node.
+    pub healthy: bool,
+    /// The cost of reaching the node.
+    pub metric: Duration,
 }
 
 /// A service name as indexes keep it: lowercased, allocating only when it has capitals, since

@@ -125,6 +125,7 @@ mod tests {
                 key: PublicKey([7; 32]),
                 address: String::new(),
                 gateway: false,
+                subscriptions: Vec::new(),
                 services: vec![CatalogEntry {
                     service: "greeter".into(),
                     protocol: Protocol::Grpc,

@@ -43,6 +43,7 @@ impl Sim {
             key: key(n),
             address: String::new(),
             gateway,
+            subscriptions: Vec::new(),
             services: services
                 .iter()
                 .map(|s| CatalogEntry {
@@ -391,6 +392,7 @@ fn a_sidecar_cannot_speak_for_others() {
             key: key(99),
             address: "10.9.9.9:7700".into(),
             gateway: false,
+            subscriptions: Vec::new(),
             services: vec![CatalogEntry {
                 service: "payments".into(),
                 protocol: Protocol::Http,

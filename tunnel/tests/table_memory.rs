@@ -50,6 +50,7 @@ fn announcement(n: u32) -> Update {
             key: key(n),
             address: format!("10.{}.{}.{}:7700", n % 10, n / 250, n % 250),
             gateway: false,
+            subscriptions: Vec::new(),
             services: (0..10)
                 .map(|s| CatalogEntry {
                     service: format!("service-{n:04}-{s}"),
@@ -75,6 +76,7 @@ fn a_table_of_ten_thousand_services_fits_in_20_mb() {
         key: key(u32::MAX),
         address: String::new(),
         gateway: false,
+        subscriptions: Vec::new(),
         services: Vec::new(),
     });
     for gateway in 0..2u64 {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    AdminConfig, Config, DeadlineConfig, HealthConfig, LogConfig, NodeConfig, OutboundConfig,
-    OutboundKind, RegistryConfig, TunnelConfig,
+    AdminConfig, ApiConfig, BrokerConfig, BrokerKind, Config, DeadlineConfig, HealthConfig,
+    LogConfig, NodeConfig, OutboundConfig, OutboundKind, RegistryConfig, TunnelConfig,
 };
 
 /// The default tunnel port (QUIC over UDP).
@@ -17,6 +17,8 @@ pub const DEFAULT_TUNNEL_PORT: u16 = 7700;
 pub const DEFAULT_OUTBOUND_PORT: u16 = 7701;
 /// The port of the embedded default admin listener.
 pub const DEFAULT_ADMIN_PORT: u16 = 7702;
+/// The port of the embedded default application API.
+pub const DEFAULT_API_PORT: u16 = 7703;
 
 impl Config {
     /// The embedded defaults, used when `ferry run` has no config file.
@@ -52,6 +54,11 @@ impl Config {
             admin: AdminConfig {
                 listen: loopback(DEFAULT_ADMIN_PORT),
             },
+            api: ApiConfig {
+                listen: loopback(DEFAULT_API_PORT),
+            },
+            broker: BrokerConfig::default(),
+            subscriptions: Vec::new(),
             deadlines: DeadlineConfig::default(),
             log: LogConfig::default(),
             source: None,
@@ -65,6 +72,18 @@ impl Default for HealthConfig {
             http: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            kind: BrokerKind::Mesh,
+            servers: Vec::new(),
+            max_message_bytes: 1 << 20,
+            queue_bytes: 64 << 20,
+            delivery_timeout: Duration::from_secs(10),
         }
     }
 }

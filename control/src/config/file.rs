@@ -5,6 +5,7 @@
 //! (two listeners on one address, two services of one name). Walking the document and recording
 //! errors is in `document.rs`; turning one value into a typed one, in `convert.rs`.
 
+mod broker;
 mod convert;
 mod document;
 
@@ -26,13 +27,16 @@ const DURATION_EXAMPLE: &str = "\"1s\"";
 const ADDRESS_EXAMPLE: &str = "\"127.0.0.1:7701\"";
 
 /// The sections of a file.
-const ROOT_KEYS: [&str; 8] = [
+const ROOT_KEYS: [&str; 11] = [
     "node",
     "tunnel",
     "registry",
     "service",
     "outbound",
     "admin",
+    "api",
+    "broker",
+    "subscription",
     "deadlines",
     "log",
 ];
@@ -164,6 +168,26 @@ impl<'a> Reader<'a> {
         if !admin_table.is_some_and(|table| table.has("listen")) {
             self.add_listener("admin.listen".into(), config.admin.listen, 0);
         }
+        let api_set = match self.table(root, "api") {
+            Some(table) => self.api(&table, &mut config.api),
+            None => false,
+        };
+        if !api_set {
+            self.add_listener("api.listen".into(), config.api.listen, 0);
+        }
+        if let Some(table) = self.table(root, "broker") {
+            self.broker(&table, &mut config.broker);
+        }
+        let subscriptions: Vec<_> = self
+            .tables(root, "subscription")
+            .iter()
+            .map(|t| self.subscription(t))
+            .collect();
+        self.check_subscribers(&subscriptions, &config.services);
+        config.subscriptions = subscriptions
+            .into_iter()
+            .filter_map(|s| s.subscription)
+            .collect();
         if let Some(table) = self.table(root, "deadlines") {
             self.deadlines(&table, &mut config.deadlines);
         }

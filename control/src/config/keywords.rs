@@ -148,3 +148,15 @@ keyword_enum! {
         Json = "json",
     }
 }
+
+keyword_enum! {
+    /// Which broker carries published messages.
+    #[derive(Default)]
+    pub enum BrokerKind ("broker kind") {
+        /// The mesh itself: no dependency, across datacenters.
+        #[default]
+        Mesh = "mesh",
+        /// NATS JetStream: messages survive a node's death.
+        Nats = "nats",
+    }
+}

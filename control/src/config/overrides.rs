@@ -35,6 +35,8 @@ pub struct Overrides {
     pub outbound: Option<SocketAddr>,
     /// `--admin ADDR`
     pub admin: Option<SocketAddr>,
+    /// `--api ADDR`: the application API.
+    pub api: Option<SocketAddr>,
     /// `--registry KIND`
     pub registry: Option<String>,
     /// `--log-format text|json`
@@ -118,6 +120,9 @@ pub(super) fn apply(mut config: Config, overrides: &Overrides) -> Result<Config,
     }
     if let Some(admin) = overrides.admin {
         config.admin.listen = admin;
+    }
+    if let Some(api) = overrides.api {
+        config.api.listen = api;
     }
     if let Some(kind) = &overrides.registry {
         if let Some(kind) = check(
@@ -214,6 +219,10 @@ fn check_listeners(
     listeners.push(match overrides.admin {
         Some(admin) => ("--admin".to_string(), admin, true),
         None => ("admin.listen".to_string(), config.admin.listen, false),
+    });
+    listeners.push(match overrides.api {
+        Some(api) => ("--api".to_string(), api, true),
+        None => ("api.listen".to_string(), config.api.listen, false),
     });
     listeners.sort_by_key(|(_, _, from_flag)| *from_flag);
     let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, addr, _)| *addr).collect();

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
+mod broker;
 mod defaults;
 mod overrides;
 mod reading;

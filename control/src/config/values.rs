@@ -195,3 +195,34 @@ pub(super) fn positive_duration(text: &str) -> Result<Duration, String> {
 pub(super) fn keyword<K: Keyword>(text: &str) -> Result<K, String> {
     parse_keyword(text).map_err(|e| e.to_string())
 }
+
+/// A topic pattern a subscription matches with (`orders.*`, `orders.>`).
+pub(super) fn topic_pattern(text: &str) -> Result<String, String> {
+    ferry_proxy::broker::topic::Pattern::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("\"{text}\" is not a topic pattern: {e}"))
+}
+
+/// A topic a message can be published on: no wildcard.
+pub(super) fn topic(text: &str) -> Result<String, String> {
+    ferry_proxy::broker::topic::Topic::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("\"{text}\" is not a topic: {e}"))
+}
+
+/// The path messages are POSTed to: an HTTP path, short enough to travel in a catalog.
+pub(super) fn delivery_path(text: &str) -> Result<String, String> {
+    let path = health_path(text)?;
+    if path.len() > 255 {
+        return Err(format!("the path has {} bytes; at most 255", path.len()));
+    }
+    Ok(path)
+}
+
+/// A size above zero (`1MiB`).
+pub(super) fn positive_size(text: &str) -> Result<u64, String> {
+    match super::parse_size(text)? {
+        0 => Err(format!("\"{text}\": must be more than zero")),
+        n => Ok(n),
+    }
+}

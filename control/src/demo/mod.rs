@@ -30,6 +30,7 @@ pub fn node_config(name: &str, datacenter: &str) -> Config {
     config.node.datacenter = datacenter.into();
     config.tunnel.listen = any_port();
     config.admin.listen = any_port();
+    config.api.listen = any_port();
     config.outbounds.clear();
     config.health_fast();
     config

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings};
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
 
@@ -23,6 +24,7 @@ use crate::config::{Config, OutboundKind};
 use crate::directory::NodeDirectory;
 use crate::registry::{self, NodeRecord};
 use crate::services::LocalServices;
+use crate::subscribers::NodeSubscribers;
 
 pub use state::NodeState;
 pub use views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
@@ -39,6 +41,8 @@ pub struct Addresses {
     pub outbounds: Vec<SocketAddr>,
     /// The admin API's, when it is served.
     pub admin: Option<SocketAddr>,
+    /// The application API's.
+    pub api: SocketAddr,
 }
 
 /// How long a link this node dialed for calls stays up without a stream: a node that calls
@@ -97,6 +101,17 @@ pub fn read_trust_file(path: &std::path::Path) -> Result<Vec<PublicKey>, String>
                 .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
         })
         .collect()
+}
+
+fn broker_settings(config: &Config) -> BrokerSettings {
+    let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    BrokerSettings {
+        node: config.node.name.clone(),
+        datacenter: config.node.datacenter.clone(),
+        max_message_bytes: bytes(config.broker.max_message_bytes),
+        queue_bytes: bytes(config.broker.queue_bytes),
+        delivery_timeout: config.broker.delivery_timeout,
+    }
 }
 
 fn outbound_settings(config: &Config) -> OutboundSettings {
@@ -224,7 +239,28 @@ impl Node {
             };
             listeners.push(task);
         }
-        network.serve_streams(ferry_proxy::inbound_handler(directory, upstreams));
+        network.serve_streams(ferry_proxy::inbound_handler(directory, upstreams.clone()));
+
+        let subscribers = Arc::new(NodeSubscribers::new(
+            config.node.name.clone(),
+            config.node.datacenter.clone(),
+            services.clone(),
+            network.clone(),
+            &config.subscriptions,
+        ));
+        let broker = Broker::new(broker_settings(&config), subscribers.clone(), upstreams);
+        let api_listener = TcpListener::bind(config.api.listen).await.map_err(|e| {
+            format!(
+                "cannot listen on tcp {} (application API): {e}",
+                config.api.listen
+            )
+        })?;
+        let api_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
+        listeners.push(tokio::spawn(serve_application_api(
+            api_listener,
+            broker,
+            shutdown.subscribe(),
+        )));
 
         let admin_listener = if options.admin {
             let listener = std::net::TcpListener::bind(config.admin.listen).map_err(|e| {
@@ -240,6 +276,7 @@ impl Node {
             config: RwLock::new(config),
             network,
             services,
+            subscribers,
             registry,
             record,
             outbound,
@@ -252,6 +289,7 @@ impl Node {
                 tunnel,
                 outbounds: outbound_addrs,
                 admin: admin_addr,
+                api: api_addr,
             },
         });
         let (admin_stop, admin_stopped) = watch::channel(false);

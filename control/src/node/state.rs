@@ -15,6 +15,7 @@ use super::Addresses;
 use crate::config::Config;
 use crate::registry::{self, NodeRecord, RegistryCache};
 use crate::services::LocalServices;
+use crate::subscribers::{NodeSubscribers, SubscriptionRow};
 
 /// A running node's state: what the admin API shows and the signal handlers act on. The
 /// admin API reads it through the views below, never through its parts.
@@ -23,6 +24,8 @@ pub struct NodeState {
     pub(super) config: RwLock<Config>,
     pub(super) network: Network,
     pub(super) services: LocalServices,
+    /// This node's subscriptions and the mesh's.
+    pub(super) subscribers: Arc<NodeSubscribers>,
     /// The registry's cache: what the plugin last answered and whether its backend is up.
     pub(super) registry: Arc<RegistryCache>,
     /// This node as the registry publishes it; changed when its services change.
@@ -119,7 +122,16 @@ impl NodeState {
         if old.admin != new.admin {
             restart("[admin]", &mut notes);
         }
+        if old.api != new.api {
+            restart("[api]", &mut notes);
+        }
+        if old.broker != new.broker {
+            restart("[broker]", &mut notes);
+        }
         self.services.replace(&new.services);
+        if old.subscriptions != new.subscriptions {
+            self.subscribers.replace(&new.subscriptions);
+        }
         let services = registry::service_records(&new.services);
         self.record.send_if_modified(|record| {
             let changed = record.services != services;
@@ -194,6 +206,11 @@ impl NodeState {
             routes: self.network.routes().len(),
             registry: self.registry.kind().as_str(),
         }
+    }
+
+    /// `GET /subscriptions`.
+    pub fn subscriptions(&self) -> Vec<SubscriptionRow> {
+        self.subscribers.rows()
     }
 
     /// `GET /peers`.

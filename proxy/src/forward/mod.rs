@@ -94,7 +94,7 @@ impl Service<(Endpoint, Call)> for Forward {
 
 /// Sends `request` to `endpoint`. `upgrade` is the caller's side of a protocol switch: on a
 /// `101` answer the two connections are joined.
-async fn forward(
+pub(crate) async fn forward(
     endpoint: &Endpoint,
     datacenter: Option<&str>,
     request: Request<Body>,

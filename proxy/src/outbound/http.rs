@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use tower::ServiceExt;
 
 use super::smuggling::Guarded;
-use super::Outbound;
+use super::{accept, Outbound};
 use crate::body::{self, Body};
 use crate::call::Call;
 use crate::error::{is_grpc, ProxyError};
@@ -60,18 +60,7 @@ pub async fn serve_http_outbound(
 ) {
     let builder = server_builder();
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, remote)) = accept(&listener, &mut shutdown).await {
         let outbound = outbound.clone();
         let (stream, conflict) = Guarded::new(stream);
         let requests = Arc::new(AtomicU64::new(0));

@@ -6,8 +6,13 @@ mod smuggling;
 mod tcp;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::warn;
 
 use tower::retry::Retry;
 use tower::ServiceExt;
@@ -23,7 +28,30 @@ use crate::retry::RetryPolicy;
 use crate::target::ServiceName;
 
 pub use self::http::serve_http_outbound;
+pub(crate) use self::http::server_builder;
 pub use self::tcp::serve_tcp_outbound;
+
+/// The next connection on `listener`, with Nagle's algorithm off (proxied requests and
+/// answers are small and must leave at once); `None` once `shutdown` turns true. A failed
+/// accept (a connection reset before it was taken, say) is logged and the listener goes on.
+/// Every listener of the node's applications accepts through it.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, remote));
+                }
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+        }
+    }
+}
 
 /// For the fuzz target: runs the smuggling guard over `data`, split where its first byte says.
 pub(crate) fn feed_smuggling_guard(data: &[u8]) {

@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::Outbound;
+use super::{accept, Outbound};
 use crate::metrics::{self, Direction};
 use crate::splice;
 use crate::target::ServiceName;
@@ -19,18 +19,7 @@ pub async fn serve_tcp_outbound(
     outbound: Arc<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (client, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let _ = client.set_nodelay(true);
+    while let Some((client, remote)) = accept(&listener, &mut shutdown).await {
         let outbound = outbound.clone();
         let name = name.clone();
         tokio::spawn(async move {

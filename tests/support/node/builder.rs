@@ -55,6 +55,7 @@ pub(crate) struct NodeBuilder {
     datacenter: String,
     public_key: String,
     admin: SocketAddr,
+    api: SocketAddr,
     outbound: SocketAddr,
     tunnel: SocketAddr,
     services: Vec<Service>,
@@ -96,6 +97,7 @@ impl NodeBuilder {
             datacenter: "dc1".to_owned(),
             public_key,
             admin: loopback(free_tcp_port()),
+            api: loopback(free_tcp_port()),
             outbound: loopback(free_tcp_port()),
             tunnel: loopback(free_tunnel_port()),
             services: Vec::new(),
@@ -220,6 +222,7 @@ impl NodeBuilder {
         }
         toml.push('\n');
         let _ = writeln!(toml, "[admin]\nlisten = {}\n", q(&self.admin.to_string()));
+        let _ = writeln!(toml, "[api]\nlisten = {}\n", q(&self.api.to_string()));
         let _ = writeln!(toml, "[[outbound]]\nkind = \"http\"");
         let _ = writeln!(toml, "listen = {}\n", q(&self.outbound.to_string()));
         for (service, listen) in &self.tcp_outbounds {
@@ -259,6 +262,7 @@ impl NodeBuilder {
             netns: self.netns,
             name: self.name,
             admin: self.admin,
+            api: self.api,
             outbound: self.outbound,
             tunnel: self.tunnel,
             public_key: self.public_key,

@@ -22,6 +22,8 @@ pub(crate) struct Node {
     pub name: String,
     /// The admin API (`[admin] listen`).
     pub admin: SocketAddr,
+    /// The application API (`[api] listen`).
+    pub api: SocketAddr,
     /// The HTTP outbound (`[[outbound]] kind = "http"`).
     pub outbound: SocketAddr,
     /// The tunnel listener (`[tunnel] listen`).

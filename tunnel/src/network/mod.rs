@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::state::{now, Core, Parts, Shared};
-use crate::catalog::{Catalog, CatalogEntry};
+use crate::catalog::{Catalog, CatalogEntry, CatalogSubscription};
 use crate::identity::PublicKey;
 use crate::noise::Trust;
 use crate::peers::PeerState;
 use crate::relay::Relay;
-use crate::route::Route;
+use crate::route::{Route, SubscriptionRoute};
 use crate::transport::Transport;
 use crate::Error;
 
@@ -103,6 +103,7 @@ impl Network {
                 .unwrap_or_else(|| transport_address(&transport, config.listen)),
             gateway: config.gateway,
             services: Vec::new(),
+            subscriptions: Vec::new(),
         };
         let mut core = Core::new(me.clone(), config.trust.clone(), jitter_seed(&me.key));
         for peer in config.peers {
@@ -144,6 +145,31 @@ impl Network {
                 ((), table.set_local(me))
             })
         });
+    }
+
+    /// Sets the subscriptions this node announces; peers hear of a change at once, and of a
+    /// withdrawal as fast as of an announcement.
+    pub fn announce_subscriptions(&self, subscriptions: Vec<CatalogSubscription>) {
+        self.shared.update(|core| {
+            core.route(|table| {
+                let mut me = (**table.me()).clone();
+                me.subscriptions = subscriptions;
+                ((), table.set_local(me))
+            })
+        });
+    }
+
+    /// Every subscription other nodes announced, each with a handle that opens streams to
+    /// its node.
+    pub fn subscriptions(&self) -> Vec<(SubscriptionRoute, RemoteNode)> {
+        let subscriptions = self.shared.core().table.subscriptions();
+        subscriptions
+            .into_iter()
+            .map(|s| {
+                let node = RemoteNode::new(self.shared.clone(), s.key);
+                (s, node)
+            })
+            .collect()
     }
 
     /// Routes to `service` (in `datacenter` only, when given), each with a handle that

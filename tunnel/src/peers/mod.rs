@@ -21,7 +21,6 @@
 //! peer are normal (two nodes that dial each other at once, a peer that restarted while its
 //! old link times out), and a single stored state could disagree with one of them.
 
-mod backoff;
 mod peer;
 mod reach;
 #[cfg(test)]
@@ -32,7 +31,7 @@ use std::time::Instant;
 
 use crate::identity::PublicKey;
 
-pub(crate) use backoff::{Backoff, Jitter};
+pub(crate) use crate::backoff::{Backoff, Jitter};
 pub use peer::PeerState;
 pub(crate) use peer::{
     Action, Attempt, CloseReason, Dial, LinkHandle, LinkId, LinkKind, Origin, PeerView, Phase,

@@ -51,6 +51,7 @@ fn catalog(n: u8, datacenter: &str, address: &str) -> Catalog {
         key: key(n),
         address: address.into(),
         gateway: false,
+        subscriptions: Vec::new(),
         services: Vec::new(),
     }
 }

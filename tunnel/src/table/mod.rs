@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::identity::PublicKey;
-use crate::route::{Route, ServiceIndex};
+use crate::route::{Route, ServiceIndex, SubscriptionRoute};
 use crate::update::{Advert, Update};
 
 pub(crate) use rules::same_dc;
@@ -323,6 +323,36 @@ impl Table {
             .collect();
         routes.sort_by(|a, b| (&a.service, &a.node).cmp(&(&b.service, &b.node)));
         routes
+    }
+
+    /// Every subscription other nodes announced, sorted by node. Publishers match topics
+    /// against them; there are few enough (a handful per node) that a scan costs less than
+    /// an index of wildcard patterns would.
+    pub fn subscriptions(&self) -> Vec<SubscriptionRoute> {
+        let mut subscriptions: Vec<SubscriptionRoute> = self
+            .nodes
+            .values()
+            .filter_map(|r| r.best.as_ref())
+            .flat_map(|b| {
+                let catalog = &b.advert.catalog;
+                catalog
+                    .subscriptions
+                    .iter()
+                    .map(move |s| SubscriptionRoute {
+                        subscription: s.clone(),
+                        datacenter: catalog.datacenter.clone(),
+                        node: catalog.node.clone(),
+                        key: catalog.key,
+                        healthy: catalog
+                            .services
+                            .iter()
+                            .any(|e| e.healthy && e.service.eq_ignore_ascii_case(&s.service)),
+                        metric: Duration::from_micros(b.advert.metric as u64),
+                    })
+            })
+            .collect();
+        subscriptions.sort_by(|a, b| a.node.cmp(&b.node));
+        subscriptions
     }
 
     /// Whether any node in any datacenter fronts `service`.

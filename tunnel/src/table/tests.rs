@@ -11,6 +11,7 @@ fn catalog(name: &str, dc: &str, key: u8, gateway: bool, services: &[&str]) -> C
         key: PublicKey([key; 32]),
         address: format!("10.0.0.{key}:7700"),
         gateway,
+        subscriptions: Vec::new(),
         services: services
             .iter()
             .map(|s| CatalogEntry {

@@ -23,6 +23,7 @@ fn overrides_replace_and_add_to_the_file() {
         ],
         outbound: Some(addr("127.0.0.1:8001")),
         admin: Some(addr("127.0.0.1:8002")),
+        api: Some(addr("127.0.0.1:8003")),
         registry: Some("mdns".into()),
         log_format: Some("json".into()),
     };
@@ -32,6 +33,7 @@ fn overrides_replace_and_add_to_the_file() {
     let cwd = std::env::current_dir().expect("cwd");
     assert_eq!(config.node.key_file, cwd.join("k.key"));
     assert_eq!(config.tunnel.listen, addr("0.0.0.0:7800"));
+    assert_eq!(config.api.listen, addr("127.0.0.1:8003"));
     assert!(config.tunnel.gateway);
     assert_eq!(config.tunnel.peers.len(), 3);
     assert_eq!(config.tunnel.peers[1].key.as_deref(), Some(KEY_B));

@@ -1,25 +1,28 @@
-//! How long a kept peer waits between dials: exponential backoff with jitter.
+//! Waits between tries: exponential backoff with jitter. Peers redial by it; the broker
+//! retries deliveries by it.
 
 use std::time::Duration;
 
 /// The first wait after a failed dial or a lost link, doubled on each failure up to `max`, and
 /// back to `min` once a dial succeeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Backoff {
-    pub(crate) min: Duration,
-    pub(crate) max: Duration,
+pub struct Backoff {
+    /// The first wait, and the least.
+    pub min: Duration,
+    /// The longest wait.
+    pub max: Duration,
 }
 
 impl Backoff {
     /// 100 ms to 5 s: a peer back from a restart is linked again within a few seconds, and a
     /// dead one costs a handshake attempt every few seconds.
-    pub(crate) const DEFAULT: Backoff = Backoff {
+    pub const DEFAULT: Backoff = Backoff {
         min: Duration::from_millis(100),
         max: Duration::from_secs(5),
     };
 
     /// The wait after `current`.
-    pub(crate) fn after(&self, current: Duration) -> Duration {
+    pub fn after(&self, current: Duration) -> Duration {
         (current * 2).clamp(self.min, self.max)
     }
 }
@@ -28,17 +31,18 @@ impl Backoff {
 /// same moment do not redial in lockstep. Seeded by its owner: tests give a fixed seed and
 /// see the same waits every run.
 #[derive(Clone, Debug)]
-pub(crate) struct Jitter {
+pub struct Jitter {
     state: u64,
 }
 
 impl Jitter {
-    pub(crate) fn new(seed: u64) -> Jitter {
+    /// A jitter whose waits follow from `seed`.
+    pub fn new(seed: u64) -> Jitter {
         Jitter { state: seed | 1 }
     }
 
     /// Half of `wait`, plus a random part of the other half.
-    pub(crate) fn spread(&mut self, wait: Duration) -> Duration {
+    pub fn spread(&mut self, wait: Duration) -> Duration {
         let half = wait / 2;
         half + half.mul_f64((self.next() % 1000) as f64 / 1000.0)
     }

@@ -1,0 +1,143 @@
+//! The publish-and-subscribe sections: `[api]`, `[broker]` and `[[subscription]]`.
+
+use super::convert::{expected, quoted, text};
+use super::document::Table;
+use super::{Reader, ADDRESS_EXAMPLE, DURATION_EXAMPLE};
+use crate::config::values;
+use crate::config::{ApiConfig, BrokerConfig, BrokerKind, ServiceConfig, SubscriptionConfig};
+
+const SIZE_EXAMPLE: &str = "\"1MiB\"";
+
+/// A `[[subscription]]` read: the subscription when every key of it is good, and where its
+/// service was named, for the check against the file's services (made even when another key
+/// of the subscription is bad, so that one pass reports both).
+pub(super) struct SubscriptionRead {
+    pub(super) subscription: Option<SubscriptionConfig>,
+    service: Option<(String, String, usize)>,
+}
+
+impl Reader<'_> {
+    pub(super) fn api(&mut self, table: &Table, api: &mut ApiConfig) -> bool {
+        self.known_keys(table, &["listen"]);
+        let listen = self.field_at(
+            table,
+            "listen",
+            &quoted(values::socket_addr, ADDRESS_EXAMPLE),
+        );
+        let Some((listen, line)) = listen else {
+            return false;
+        };
+        api.listen = listen;
+        self.add_listener("api.listen".into(), listen, line);
+        true
+    }
+
+    pub(super) fn broker(&mut self, table: &Table, broker: &mut BrokerConfig) {
+        let known = [
+            "kind",
+            "servers",
+            "max_message_bytes",
+            "queue_bytes",
+            "delivery_timeout",
+        ];
+        self.known_keys(table, &known);
+        if let Some((kind, line)) =
+            self.field_at(table, "kind", &text(values::keyword::<BrokerKind>))
+        {
+            if kind == BrokerKind::Nats {
+                // Named by the reference, and not built yet: refuse it plainly rather than
+                // run a node whose publishes would fail.
+                self.push(
+                    line,
+                    table.child_key("kind"),
+                    "the nats broker is not available in this version yet; use kind = \"mesh\"",
+                );
+            }
+            broker.kind = kind;
+        }
+        if let Some(servers) = self.list(table, "servers", &text(values::non_empty)) {
+            broker.servers = servers;
+        }
+        let size = quoted(values::positive_size, SIZE_EXAMPLE);
+        if let Some(bytes) = self.field(table, "max_message_bytes", &size) {
+            broker.max_message_bytes = bytes;
+        }
+        if let Some(bytes) = self.field(table, "queue_bytes", &size) {
+            broker.queue_bytes = bytes;
+        }
+        let duration = quoted(values::positive_duration, DURATION_EXAMPLE);
+        if let Some(timeout) = self.field(table, "delivery_timeout", &duration) {
+            broker.delivery_timeout = timeout;
+        }
+    }
+
+    pub(super) fn subscription(&mut self, table: &Table) -> SubscriptionRead {
+        let known = [
+            "topic",
+            "service",
+            "path",
+            "group",
+            "max_attempts",
+            "dead_letter",
+        ];
+        self.known_keys(table, &known);
+        let topic = self.required(table, "topic", &text(values::topic_pattern));
+        let service = self.required_at(table, "service", &text(values::service_name));
+        let path = self.required(table, "path", &text(values::delivery_path));
+        let group = self.field(table, "group", &text(values::service_name));
+        let max_attempts = self.field(table, "max_attempts", &attempts);
+        let dead_letter = self.field(table, "dead_letter", &text(values::topic));
+        let named = service
+            .clone()
+            .map(|(name, line)| (name, table.child_key("service"), line));
+        let subscription = (|| {
+            let (service, _) = service?;
+            Some(SubscriptionConfig {
+                topic: topic?,
+                group: group.unwrap_or_else(|| service.clone()),
+                service,
+                path: path?,
+                max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                dead_letter,
+            })
+        })();
+        SubscriptionRead {
+            subscription,
+            service: named,
+        }
+    }
+
+    /// A subscription delivers to a service of this node: one the file does not list is an
+    /// error where the subscription names it.
+    pub(super) fn check_subscribers(
+        &mut self,
+        read: &[SubscriptionRead],
+        services: &[ServiceConfig],
+    ) {
+        for (service, key, line) in read.iter().filter_map(|s| s.service.as_ref()) {
+            if !services
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(service))
+            {
+                let message = format!(
+                    "no [[service]] named \"{service}\": a subscription delivers to a local service"
+                );
+                self.push(*line, key.clone(), message);
+            }
+        }
+    }
+}
+
+/// Tries before a message is given up, unless a subscription says otherwise.
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u8 = 5;
+
+fn attempts(value: &toml::de::DeValue) -> Result<u8, String> {
+    let Some(integer) = value.as_integer() else {
+        return Err(expected("a number of attempts", value));
+    };
+    i64::from_str_radix(integer.as_str(), integer.radix())
+        .ok()
+        .and_then(|n| u8::try_from(n).ok())
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{integer} is not a number of attempts (1-255)"))
+}

@@ -1,0 +1,107 @@
+//! `[api]`, `[broker]` and `[[subscription]]`: read, defaulted, checked, printed back.
+
+use super::{addr, at, errors, full_errors, message_of, parse};
+use crate::config::*;
+
+const SUBSCRIBER: &str = r#"
+[[service]]
+name = "billing"
+address = "127.0.0.1:8080"
+
+[[subscription]]
+topic = "orders.*"
+service = "billing"
+path = "/events/orders"
+"#;
+
+#[test]
+fn a_subscription_takes_the_reference_defaults() {
+    let config = parse(SUBSCRIBER);
+    assert_eq!(
+        config.subscriptions,
+        [SubscriptionConfig {
+            topic: "orders.*".into(),
+            service: "billing".into(),
+            path: "/events/orders".into(),
+            group: "billing".into(),
+            max_attempts: 5,
+            dead_letter: None,
+        }]
+    );
+    assert_eq!(config.api.listen, addr("127.0.0.1:7703"));
+    assert_eq!(config.broker.kind, BrokerKind::Mesh);
+    assert_eq!(config.broker.max_message_bytes, 1 << 20);
+    assert_eq!(config.broker.queue_bytes, 64 << 20);
+}
+
+#[test]
+fn every_key_is_read_and_printed_back() {
+    let text = format!(
+        r#"[api]
+listen = "127.0.0.1:9703"
+[broker]
+kind = "mesh"
+max_message_bytes = "64KiB"
+queue_bytes = "2MiB"
+delivery_timeout = "3s"
+{SUBSCRIBER}group = "ledger"
+max_attempts = 9
+dead_letter = "orders.dead"
+"#
+    );
+    let config = parse(&text);
+    assert_eq!(config.api.listen, addr("127.0.0.1:9703"));
+    assert_eq!(config.broker.max_message_bytes, 64 << 10);
+    assert_eq!(config.broker.queue_bytes, 2 << 20);
+    assert_eq!(
+        config.broker.delivery_timeout,
+        std::time::Duration::from_secs(3)
+    );
+    let s = &config.subscriptions[0];
+    assert_eq!((s.group.as_str(), s.max_attempts), ("ledger", 9));
+    assert_eq!(s.dead_letter.as_deref(), Some("orders.dead"));
+    let printed = config.to_toml();
+    assert!(printed.contains("queue_bytes = \"2MiB\""), "{printed}");
+    assert_eq!(parse(&printed).subscriptions, config.subscriptions);
+}
+
+#[test]
+fn bad_subscriptions_name_their_line_and_key() {
+    let text = r#"[[service]]
+name = "billing"
+address = "127.0.0.1:8080"
+[[subscription]]
+topic = "orders.>.x"
+service = "biling"
+path = "events"
+max_attempts = 0
+dead_letter = "orders.*"
+colour = "red"
+[broker]
+kind = "nats"
+queue_bytes = "lots"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            at(5, "subscription[0].topic"),
+            at(6, "subscription[0].service"),
+            at(7, "subscription[0].path"),
+            at(8, "subscription[0].max_attempts"),
+            at(9, "subscription[0].dead_letter"),
+            at(10, "subscription[0].colour"),
+            at(12, "broker.kind"),
+            at(13, "broker.queue_bytes"),
+        ]
+    );
+    let errors = full_errors(text);
+    assert!(message_of(&errors, "subscription[0].service").contains("no [[service]] named"));
+    assert!(message_of(&errors, "subscription[0].dead_letter").contains("no wildcard"));
+    assert!(message_of(&errors, "subscription[0].topic").contains("'>' may only be the last"));
+}
+
+#[test]
+fn the_api_cannot_share_an_address_with_another_listener() {
+    let text = "[admin]\nlisten = \"127.0.0.1:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\n";
+    assert_eq!(errors(text), [at(4, "api.listen")]);
+}

@@ -1,0 +1,75 @@
+//! The broker's metrics, named as the reference lists them, and a log of lost messages that
+//! cannot flood the node's output.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram};
+use tracing::warn;
+
+/// `ferry_broker_published_total{topic,result}`.
+pub(super) fn published(topic: &str, result: &'static str) {
+    counter!("ferry_broker_published_total", "topic" => topic.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// `ferry_broker_deliveries_total{topic,group,result}` for a try that did not end the message.
+pub(super) fn delivery(topic: &str, group: &str, result: &'static str) {
+    counter!(
+        "ferry_broker_deliveries_total",
+        "topic" => topic.to_owned(),
+        "group" => group.to_owned(),
+        "result" => result
+    )
+    .increment(1);
+}
+
+/// A delivery acknowledged: counted, and timed from publish to acknowledgement.
+pub(super) fn delivered(topic: &str, group: &str, since_publish: Duration) {
+    delivery(topic, group, "delivered");
+    histogram!("ferry_broker_delivery_seconds").record(since_publish.as_secs_f64());
+}
+
+/// `ferry_broker_queued_bytes`.
+pub(super) fn queued(bytes: usize) {
+    gauge!("ferry_broker_queued_bytes").set(bytes as f64);
+}
+
+/// Logs lost messages at most once a second, with the count of those not logged since:
+/// a subscriber that fails every message must not fill the disk with the same line.
+#[derive(Default)]
+pub(super) struct LossLog {
+    state: Mutex<LossState>,
+}
+
+#[derive(Default)]
+struct LossState {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl LossLog {
+    /// A message on `topic` is dropped, for `reason` (a metric label) and `detail`.
+    pub(super) fn lost(&self, topic: &str, reason: &'static str, detail: &str) {
+        counter!("ferry_broker_dropped_total", "reason" => reason).increment(1);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if state
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            state.unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut state.unlogged);
+        state.last = Some(now);
+        drop(state);
+        warn!(
+            topic,
+            reason,
+            detail,
+            unlogged_since_last = unlogged,
+            "message dropped"
+        );
+    }
+}
