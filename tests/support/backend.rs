@@ -70,7 +70,12 @@ impl Backend {
     /// `tests/python/subscriber.py NAME`: records the messages delivered to it (`GET
     /// /received`) and answers them as told (`POST /answer?status=N`).
     pub(crate) fn subscriber(name: &str) -> Backend {
-        Backend::python(None, "subscriber.py", name, free_tcp_port(), None)
+        Backend::subscriber_in(None, name)
+    }
+
+    /// [`Backend::subscriber`] on the loopback of the network namespace `netns` when given.
+    pub(crate) fn subscriber_in(netns: Option<&str>, name: &str) -> Backend {
+        Backend::python(netns, "subscriber.py", name, free_tcp_port(), None)
     }
 
     /// `tests/python/ws_backend.py NAME`: a WebSocket echo server.

@@ -1,11 +1,13 @@
 //! The demo's own workload: a tiny HTTP service that can be killed and brought back on the
-//! same port, closing its connections as a dying process would.
+//! same port, closing its connections as a dying process would. It greets a `GET`, and keeps
+//! what a `POST` brings (the messages the mesh broker delivers) for the script to look at.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -18,22 +20,42 @@ use tokio::task::JoinSet;
 pub struct DemoService {
     /// The address it listens on, with the port the OS chose when asked for 0.
     pub addr: SocketAddr,
+    received: Received,
     tasks: JoinSet<()>,
 }
+
+/// What POSTs brought: `(path, body)`, in arrival order.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
 
 impl DemoService {
     /// Serves `greeting` on `addr` (port 0 for any).
     pub async fn start(addr: SocketAddr, greeting: String) -> std::io::Result<DemoService> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let received = Received::default();
+        let kept = received.clone();
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let greeting = greeting.clone();
+                let kept = kept.clone();
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let body = format!("{greeting} (you asked for {})\n", request.uri().path());
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    let path = request.uri().path().to_owned();
+                    let greeting = format!("{greeting} (you asked for {path})\n");
+                    let kept = kept.clone();
+                    async move {
+                        if request.method() == hyper::Method::POST {
+                            let body = request.into_body().collect().await;
+                            let body = body.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = String::from_utf8_lossy(&body).into_owned();
+                            kept.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((path, body));
+                            return Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())));
+                        }
+                        Ok(Response::new(Full::new(Bytes::from(greeting))))
+                    }
                 });
                 connections.spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -42,7 +64,17 @@ impl DemoService {
                 });
             }
         });
-        Ok(DemoService { addr, tasks })
+        Ok(DemoService {
+            addr,
+            received,
+            tasks,
+        })
+    }
+
+    /// Whether a POST to `path` brought `body`.
+    pub fn received(&self, path: &str, body: &str) -> bool {
+        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        received.iter().any(|(p, b)| p == path && b == body)
     }
 
     /// Stops it at once, dropping its listener and every open connection: what the demo's

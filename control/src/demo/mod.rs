@@ -4,6 +4,7 @@
 //! to dc2's through both gateways, end-to-end encrypted.
 
 mod backend;
+mod messages;
 mod script;
 
 use std::net::SocketAddr;
@@ -88,6 +89,8 @@ pub struct Mesh {
     pub far_greeter: DemoService,
     /// The app sidecar's HTTP outbound, where the script's calls go in.
     pub outbound: SocketAddr,
+    /// The app sidecar's application API, where the script publishes.
+    pub api: SocketAddr,
 }
 
 /// Starts a node of the demo holding `identity`; `peers` are the nodes it dials, `trust` the
@@ -157,14 +160,20 @@ async fn start_mesh() -> Result<Mesh, String> {
     )
     .await?;
     let far_node = start_node(
-        fronting(node_config("dc2-greeter", "dc2"), &far),
+        messages::subscribed(
+            fronting(node_config("dc2-greeter", "dc2"), &far),
+            &["greeters", "archive"],
+        ),
         &far_id,
         &[(&gw2, &gw2_id)],
         &[],
     )
     .await?;
     let near_node = start_node(
-        fronting(node_config("dc1-greeter", "dc1"), &near),
+        messages::subscribed(
+            fronting(node_config("dc1-greeter", "dc1"), &near),
+            &["greeters"],
+        ),
         &near_id,
         &[(&gw1, &gw1_id)],
         &[],
@@ -183,6 +192,7 @@ async fn start_mesh() -> Result<Mesh, String> {
         .outbounds
         .first()
         .ok_or("the app's node has no outbound listener")?;
+    let api = app.state.addresses().api;
     Ok(Mesh {
         app,
         nodes: vec![gw1, gw2, near_node, far_node],
@@ -190,6 +200,7 @@ async fn start_mesh() -> Result<Mesh, String> {
         greeter: Some(near),
         far_greeter: far,
         outbound,
+        api,
     })
 }
 
@@ -211,6 +222,12 @@ async fn run(once: bool) -> Result<bool, String> {
     println!("  curl -H 'Host: greeter' http://{}/", mesh.outbound);
     println!("  curl -x http://{} http://greeter/hello", mesh.outbound);
     println!("  curl -H 'Host: greeter.dc2' http://{}/", mesh.outbound);
+    println!(
+        "  ferry publish {} --data hi --api {}   ferry subscriptions --admin {}",
+        messages::TOPIC,
+        mesh.api,
+        admin(&mesh.app)
+    );
     println!(
         "  ferry routes --admin {}     ferry peers --admin {}",
         admin(&mesh.app),

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::{DemoService, Mesh};
+use super::{messages, DemoService, Mesh};
 
 /// How long a step may poll for the state it waits for.
 const STEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -175,12 +175,37 @@ async fn burst(caller: &Caller, host: &str, dc: &str) -> Result<String, String> 
     }
 }
 
+/// Publishes `body` in dc1; it must reach `greeters` in dc1 and `archive` in dc2.
+async fn fan_out(mesh: &Mesh, body: &str) -> Result<String, String> {
+    let near = mesh
+        .greeter
+        .as_ref()
+        .ok_or("dc1's greeter is not running")?;
+    let published = Instant::now();
+    messages::publish(mesh.api, body).await?;
+    let to = [(near, "greeters"), (&mesh.far_greeter, "archive")];
+    let took = messages::delivered(body, &to, published, STEP_DEADLINE).await?;
+    Ok(format!("both groups had it {} after the publish", ms(took)))
+}
+
+/// Publishes `body` in dc1 with dc1's greeter gone; `greeters` must get it in dc2.
+async fn failed_over(mesh: &Mesh, body: &str) -> Result<String, String> {
+    let published = Instant::now();
+    messages::publish(mesh.api, body).await?;
+    let to = [
+        (&mesh.far_greeter, "greeters"),
+        (&mesh.far_greeter, "archive"),
+    ];
+    let took = messages::delivered(body, &to, published, STEP_DEADLINE).await?;
+    Ok(format!("delivered in dc2 {} after the publish", ms(took)))
+}
+
 /// Runs every step; `true` if all worked.
 pub(super) async fn run(mesh: &mut Mesh) -> bool {
     let caller = Caller::new(mesh.outbound);
     let mut p = Progress {
         step: 0,
-        total: 8,
+        total: 10,
         ok: true,
     };
 
@@ -212,6 +237,11 @@ pub(super) async fn run(mesh: &mut Mesh) -> bool {
         missing.and_then(|a| expect(&a, StatusCode::SERVICE_UNAVAILABLE)),
     );
 
+    p.report(
+        "a message published in dc1 reaches group greeters in dc1 and group archive in dc2",
+        fan_out(mesh, "hello, subscribers").await,
+    );
+
     if let Some(greeter) = mesh.greeter.take() {
         greeter.kill();
     }
@@ -220,6 +250,11 @@ pub(super) async fn run(mesh: &mut Mesh) -> bool {
     p.report(
         "dc1's greeter killed: traffic fails over to dc2",
         moved.map(|(a, _)| format!("{} — {} after the kill", a.body, ms(killed.elapsed()))),
+    );
+
+    p.report(
+        "dc1's member of greeters is gone: the next message reaches greeters in dc2",
+        failed_over(mesh, "hello again, subscribers").await,
     );
 
     let back =

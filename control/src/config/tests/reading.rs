@@ -139,3 +139,21 @@ fn deadlines_per_service_override_the_default() {
         Duration::from_secs(15)
     );
 }
+
+/// The example config of `docs/reference.md` ("Config file") is one `ferry check` accepts.
+#[test]
+fn the_reference_example_parses() {
+    let page = include_str!("../../../../docs/reference.md");
+    let section = page
+        .split("\n## Config file\n")
+        .nth(1)
+        .expect("the reference has a Config file section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the section opens with a TOML example");
+    let config = parse(&example.replace("BASE64PUBKEY", KEY_A));
+    assert_eq!(config.subscriptions.len(), 1);
+    assert_eq!(config.api.listen, addr("127.0.0.1:7703"));
+}
