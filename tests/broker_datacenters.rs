@@ -8,32 +8,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use support::broker::{self, published, subscription};
 use support::lab::Lab;
 use support::mesh::{one_at_a_time, MeshPlan};
-use support::{curl_in, eventually, wait_ready, Backend, Node, Service};
+use support::{eventually, wait_ready, Backend, Node, Service};
 
-/// The ids of the messages a subscriber received (`ce-id`), from its log.
+/// The ids of the messages a subscriber received, as a set.
 fn ids(subscriber: &Backend) -> BTreeSet<String> {
-    subscriber
-        .log()
-        .lines()
-        .filter_map(|line| line.strip_prefix("RECEIVED "))
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-        .filter_map(|d| d["headers"]["ce-id"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Publishes on `node`'s application API from its namespace; returns the message's id.
-fn publish(node: &Node, topic: &str, body: &str) -> String {
-    let url = format!("http://{}/v1/publish/{topic}", node.api);
-    let answer = curl_in(
-        node.netns.as_deref(),
-        &["-X", "POST", &url, "--data-binary", body],
-    );
-    assert_eq!(answer.status, 202, "publish to {topic}: {answer:?}");
-    let json: Value = serde_json::from_str(&answer.body).expect("JSON");
-    json["id"].as_str().expect("an id").to_owned()
+    broker::ids(subscriber).into_iter().collect()
 }
 
 /// The subscriptions `node` knows, as `GROUP@DATACENTER` sorted.
@@ -53,10 +35,6 @@ fn known(node: &Node) -> Vec<String> {
         .collect();
     known.sort();
     known
-}
-
-fn subscription(topic: &str, service: &str) -> String {
-    format!("[[subscription]]\ntopic = \"{topic}\"\nservice = \"{service}\"\npath = \"/events\"\n")
 }
 
 #[test]
@@ -82,13 +60,13 @@ fn messages_cross_datacenters_to_groups_that_have_no_local_member() {
     let sub1 = plan
         .sidecar(&sub1_host, "dc1")
         .service(Service::http("billing", billing1.address).health("/healthz"))
-        .raw(&subscription("orders.>", "billing"));
+        .raw(&subscription("orders.>", "billing", ""));
     let sub2 = plan
         .sidecar(&sub2_host, "dc2")
         .service(Service::http("billing", billing2.address).health("/healthz"))
         .service(Service::http("ledger", ledger2.address).health("/healthz"))
-        .raw(&subscription("orders.>", "billing"))
-        .raw(&subscription("orders.*", "ledger"));
+        .raw(&subscription("orders.>", "billing", ""))
+        .raw(&subscription("orders.*", "ledger", ""));
     let gateways = plan.start_gateways();
     let (app, sub1, sub2) = (app.start(), sub1.start(), sub2.start());
     for node in gateways.iter().chain([&app, &sub1, &sub2]) {
@@ -103,7 +81,7 @@ fn messages_cross_datacenters_to_groups_that_have_no_local_member() {
 
     // billing has a member in dc1: every message stays there; ledger's only member is in dc2.
     let first: BTreeSet<String> = (0..10)
-        .map(|n| publish(&app, "orders.created", &format!("m{n}")))
+        .map(|n| published(&app, "orders.created", &format!("m{n}")))
         .collect();
     eventually(Duration::from_secs(20), || {
         let (b1, l2) = (ids(&billing1), ids(&ledger2));
@@ -126,7 +104,7 @@ fn messages_cross_datacenters_to_groups_that_have_no_local_member() {
     // dc1's billing member goes: billing's messages now cross to dc2.
     billing1.kill();
     let second: BTreeSet<String> = (0..10)
-        .map(|n| publish(&app, "orders.paid", &format!("p{n}")))
+        .map(|n| published(&app, "orders.paid", &format!("p{n}")))
         .collect();
     eventually(Duration::from_secs(30), || {
         let got = ids(&billing2);

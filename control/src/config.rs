@@ -214,6 +214,12 @@ pub struct BrokerConfig {
     /// `nats`: the servers to connect to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<String>,
+    /// `nats`: topics become subjects under this prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `nats`: the JetStream stream that keeps the messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// The largest message accepted, in bytes.
     #[serde(serialize_with = "serialize_size")]
     pub max_message_bytes: u64,

@@ -20,6 +20,9 @@ pub struct NodeSubscribers {
     local: LocalServices,
     network: Network,
     own: RwLock<Arc<Vec<CatalogSubscription>>>,
+    /// Whether the mesh hears of this node's subscriptions: with the mesh broker, publishers
+    /// need them; with NATS, the consumers in NATS are what counts.
+    announce: bool,
 }
 
 /// One row of `GET /subscriptions`.
@@ -48,13 +51,14 @@ pub struct SubscriptionRow {
 }
 
 impl NodeSubscribers {
-    /// Starts with `subscriptions` and announces them.
+    /// Starts with `subscriptions`, and announces them to the mesh when `announce`.
     pub fn new(
         node: String,
         datacenter: String,
         local: LocalServices,
         network: Network,
         subscriptions: &[SubscriptionConfig],
+        announce: bool,
     ) -> NodeSubscribers {
         let subscribers = NodeSubscribers {
             node,
@@ -62,6 +66,7 @@ impl NodeSubscribers {
             local,
             network,
             own: RwLock::new(Arc::new(Vec::new())),
+            announce,
         };
         subscribers.replace(subscriptions);
         subscribers
@@ -81,7 +86,9 @@ impl NodeSubscribers {
             })
             .collect();
         *self.own.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(own.clone());
-        self.network.announce_subscriptions(own);
+        if self.announce {
+            self.network.announce_subscriptions(own);
+        }
     }
 
     fn own(&self) -> Arc<Vec<CatalogSubscription>> {
@@ -127,25 +134,7 @@ impl NodeSubscribers {
 
 impl Subscribers for NodeSubscribers {
     fn members(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self
-            .own()
-            .iter()
-            .filter_map(|s| {
-                let service = self.local.get(&s.service)?;
-                Some(Member {
-                    subscription: s.clone(),
-                    node: self.node.clone(),
-                    endpoint: Endpoint {
-                        id: EndpointId::Address(service.address()),
-                        target: Target::Address(service.address()),
-                        // Messages are plain HTTP posts, whatever else the service speaks.
-                        protocol: ferry_tunnel::Protocol::Http,
-                        datacenter: self.datacenter.clone(),
-                        healthy: service.healthy(),
-                    },
-                })
-            })
-            .collect();
+        let mut members = self.local_members();
         for (route, remote) in self.network.subscriptions() {
             members.push(Member {
                 node: route.node.clone(),
@@ -165,5 +154,26 @@ impl Subscribers for NodeSubscribers {
             });
         }
         members
+    }
+
+    fn local_members(&self) -> Vec<Member> {
+        self.own()
+            .iter()
+            .filter_map(|s| {
+                let service = self.local.get(&s.service)?;
+                Some(Member {
+                    subscription: s.clone(),
+                    node: self.node.clone(),
+                    endpoint: Endpoint {
+                        id: EndpointId::Address(service.address()),
+                        target: Target::Address(service.address()),
+                        // Messages are plain HTTP posts, whatever else the service speaks.
+                        protocol: ferry_tunnel::Protocol::Http,
+                        datacenter: self.datacenter.clone(),
+                        healthy: service.healthy(),
+                    },
+                })
+            })
+            .collect()
     }
 }

@@ -6,7 +6,7 @@ usage: subscriber.py NAME [PORT]    (PORT 0 or absent: any free port)
 Prints "READY <port>" once listening. Routes:
   GET  /healthz          200 "ok"
   GET  /received         every delivery so far, as a JSON list of
-                         {path, body, headers: {lowercased name: value}}
+                         {path, body, headers: {lowercased name: value}, status answered}
   POST /answer?status=N[&delay_ms=M]
                          later deliveries are answered N (after M ms); N = 0 closes the
                          connection without an answer
@@ -71,9 +71,10 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
         }
         with lock:
+            status, delay_ms = answer["status"], answer["delay_ms"]
+            record["status"] = status
             received.append(record)
             print("RECEIVED " + json.dumps(record), file=sys.stderr, flush=True)
-            status, delay_ms = answer["status"], answer["delay_ms"]
         if delay_ms:
             time.sleep(delay_ms / 1000)
         if status == 0:

@@ -14,11 +14,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub(crate) mod backend;
+pub(crate) mod broker;
 pub(crate) mod clients;
 pub(crate) mod http;
 pub(crate) mod lab;
 pub(crate) mod load;
 pub(crate) mod mesh;
+pub(crate) mod nats;
 pub(crate) mod netns;
 pub(crate) mod node;
 pub(crate) mod registry;

@@ -81,6 +81,8 @@ impl Default for BrokerConfig {
         Self {
             kind: BrokerKind::Mesh,
             servers: Vec::new(),
+            prefix: None,
+            stream: None,
             max_message_bytes: 1 << 20,
             queue_bytes: 64 << 20,
             delivery_timeout: Duration::from_secs(10),

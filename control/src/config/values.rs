@@ -226,3 +226,8 @@ pub(super) fn positive_size(text: &str) -> Result<u64, String> {
         n => Ok(n),
     }
 }
+
+/// A NATS server address as the client reads it (`nats://HOST:PORT`).
+pub(super) fn nats_server(text: &str) -> Result<String, String> {
+    ferry_proxy::broker::check_server(text).map(|()| text.to_string())
+}

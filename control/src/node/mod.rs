@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings};
+use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings, NatsSettings};
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
 
-use crate::config::{Config, OutboundKind};
+use crate::config::{BrokerKind, Config, OutboundKind};
 use crate::directory::NodeDirectory;
 use crate::registry::{self, NodeRecord};
 use crate::services::LocalServices;
@@ -247,8 +247,28 @@ impl Node {
             services.clone(),
             network.clone(),
             &config.subscriptions,
+            config.broker.kind == BrokerKind::Mesh,
         ));
-        let broker = Broker::new(broker_settings(&config), subscribers.clone(), upstreams);
+        let settings = broker_settings(&config);
+        let broker = match config.broker.kind {
+            BrokerKind::Mesh => Broker::mesh(settings, subscribers.clone(), upstreams),
+            BrokerKind::Nats => {
+                let nats = NatsSettings {
+                    servers: config.broker.servers.clone(),
+                    prefix: config
+                        .broker
+                        .prefix
+                        .clone()
+                        .unwrap_or_else(|| "ferry".into()),
+                    stream: config
+                        .broker
+                        .stream
+                        .clone()
+                        .unwrap_or_else(|| "FERRY".into()),
+                };
+                Broker::nats(settings, nats, subscribers.clone(), upstreams)
+            }
+        };
         let api_listener = TcpListener::bind(config.api.listen).await.map_err(|e| {
             format!(
                 "cannot listen on tcp {} (application API): {e}",

@@ -1,7 +1,8 @@
 //! The application API (`[api] listen`): how the local application publishes.
 //!
 //! `POST /v1/publish/TOPIC` with the message as body answers `202 {"id": "..."}` once the
-//! broker holds it; `400 bad-topic`, `413 too-large`, `429 broker-full` otherwise.
+//! broker holds it; `400 bad-topic`, `413 too-large`, `429 broker-full` or
+//! `503 broker-unavailable` otherwise.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -107,7 +108,7 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
         content_type: head.headers.get(CONTENT_TYPE).cloned(),
         traceparent: head.headers.get("traceparent").cloned(),
     };
-    match broker.publish(&topic, publication) {
+    match broker.publish(&topic, publication).await {
         Ok(id) => {
             // Ids are hex digits and '-': nothing in them needs escaping.
             let json = format!("{{\"id\":\"{id}\"}}");
@@ -123,6 +124,11 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
             answer(StatusCode::BAD_REQUEST, Some("bad-topic"), e.to_string())
         }
         Err(PublishError::TooLarge { .. }) => too_large(),
+        Err(e @ PublishError::Unavailable(_)) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("broker-unavailable"),
+            e.to_string(),
+        ),
         Err(e @ PublishError::Full { .. }) => {
             let mut response = answer(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -46,18 +46,43 @@ enum Verdict {
 }
 
 /// Waits between tries: 100 ms to 10 s. Doubling from 200 ms and spread over half to all of
-/// each wait keeps the first at least 100 ms and the last at most 10 s.
+/// each wait keeps the first at least 100 ms and the last at most 10 s. (Only `min` and `max`
+/// are used: the wait follows from the number of tries made, which NATS counts too.)
 const BACKOFF: Backoff = Backoff {
     min: Duration::from_millis(200),
     max: Duration::from_secs(10),
 };
+
+/// What follows try number `made` (counted from 1) of at most `max`, which ended with
+/// `outcome`. The mesh broker counts its tries ([`Attempts`]); with NATS, the server counts
+/// them, and a node that dies mid-try still used one.
+pub(crate) fn decide(made: u32, max: u32, outcome: &Outcome, jitter: &mut Jitter) -> Next {
+    let reason = match outcome {
+        Outcome::Answered(status) => match verdict(*status) {
+            Verdict::Done => return Next::Done,
+            Verdict::Final => return Next::GiveUp(format!("the service answered {status}")),
+            Verdict::Retryable => format!("the service answered {status}"),
+        },
+        Outcome::Failed(reason) => reason.clone(),
+        Outcome::NoMember => "no member of the group was reachable".to_owned(),
+    };
+    if made >= max.max(1) {
+        return Next::GiveUp(format!("{made} attempts spent; the last: {reason}"));
+    }
+    Next::Retry(jitter.spread(wait_after(made)))
+}
+
+/// The wait after try number `made` (from 1), before jitter: doubling from the least.
+fn wait_after(made: u32) -> Duration {
+    let doublings = made.saturating_sub(1).min(16);
+    (BACKOFF.min * (1u32 << doublings)).min(BACKOFF.max)
+}
 
 /// The tries of one message for one group.
 #[derive(Debug)]
 pub(crate) struct Attempts {
     max: u8,
     made: u8,
-    wait: Duration,
     jitter: Jitter,
 }
 
@@ -67,7 +92,6 @@ impl Attempts {
         Attempts {
             max: max.max(1),
             made: 0,
-            wait: Duration::ZERO,
             jitter: Jitter::new(seed),
         }
     }
@@ -80,20 +104,12 @@ impl Attempts {
     /// A try ended with `outcome`.
     pub(crate) fn record(&mut self, outcome: &Outcome) -> Next {
         self.made = self.made.saturating_add(1);
-        let reason = match outcome {
-            Outcome::Answered(status) => match verdict(*status) {
-                Verdict::Done => return Next::Done,
-                Verdict::Final => return Next::GiveUp(format!("the service answered {status}")),
-                Verdict::Retryable => format!("the service answered {status}"),
-            },
-            Outcome::Failed(reason) => reason.clone(),
-            Outcome::NoMember => "no member of the group was reachable".to_owned(),
-        };
-        if self.made >= self.max {
-            return Next::GiveUp(format!("{} attempts spent; the last: {reason}", self.made));
-        }
-        self.wait = BACKOFF.after(self.wait);
-        Next::Retry(self.jitter.spread(self.wait))
+        decide(
+            u32::from(self.made),
+            u32::from(self.max),
+            outcome,
+            &mut self.jitter,
+        )
     }
 }
 

@@ -71,7 +71,7 @@ fn request(
         .header("ce-id", message.id.as_str())
         .header("ce-source", message.source.as_str())
         .header("ce-type", "ferry.message")
-        .header("ce-time", rfc3339(message.time).as_str())
+        .header("ce-time", message.time.as_str())
         .header("ferry-topic", message.topic.as_str())
         .header("ferry-attempt", HeaderValue::from(u16::from(attempt)))
         // Said outright: a request that crosses the tunnel would otherwise reach the service

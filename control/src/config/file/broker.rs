@@ -7,6 +7,12 @@ use crate::config::values;
 use crate::config::{ApiConfig, BrokerConfig, BrokerKind, ServiceConfig, SubscriptionConfig};
 
 const SIZE_EXAMPLE: &str = "\"1MiB\"";
+/// Where the nats broker connects when `servers` is not given.
+const DEFAULT_NATS_SERVER: &str = "nats://127.0.0.1:4222";
+/// The nats broker's subjects are `ferry.TOPIC` unless `prefix` says otherwise.
+const DEFAULT_NATS_PREFIX: &str = "ferry";
+/// The JetStream stream, unless `stream` says otherwise.
+const DEFAULT_NATS_STREAM: &str = "FERRY";
 
 /// A `[[subscription]]` read: the subscription when every key of it is good, and where its
 /// service was named, for the check against the file's services (made even when another key
@@ -36,27 +42,43 @@ impl Reader<'_> {
         let known = [
             "kind",
             "servers",
+            "prefix",
+            "stream",
             "max_message_bytes",
             "queue_bytes",
             "delivery_timeout",
         ];
         self.known_keys(table, &known);
-        if let Some((kind, line)) =
-            self.field_at(table, "kind", &text(values::keyword::<BrokerKind>))
-        {
-            if kind == BrokerKind::Nats {
-                // Named by the reference, and not built yet: refuse it plainly rather than
-                // run a node whose publishes would fail.
-                self.push(
-                    line,
-                    table.child_key("kind"),
-                    "the nats broker is not available in this version yet; use kind = \"mesh\"",
-                );
-            }
+        let kind = self.field(table, "kind", &text(values::keyword::<BrokerKind>));
+        if let Some(kind) = kind {
             broker.kind = kind;
         }
-        if let Some(servers) = self.list(table, "servers", &text(values::non_empty)) {
+        if let Some(servers) = self.list(table, "servers", &text(values::nats_server)) {
             broker.servers = servers;
+        }
+        broker.prefix = self.field(table, "prefix", &text(values::topic));
+        broker.stream = self.field(table, "stream", &text(values::service_name));
+        // The nats-only keys, under another kind, would be silently unused.
+        if broker.kind != BrokerKind::Nats {
+            for key in ["servers", "prefix", "stream"] {
+                if let Some(span) = table.key_span(key) {
+                    let message = format!(
+                        "only the nats broker uses this key; kind is \"{}\"",
+                        broker.kind
+                    );
+                    self.error(span, table.child_key(key), message);
+                }
+            }
+        } else {
+            if broker.servers.is_empty() {
+                broker.servers = vec![DEFAULT_NATS_SERVER.to_string()];
+            }
+            broker
+                .prefix
+                .get_or_insert_with(|| DEFAULT_NATS_PREFIX.to_string());
+            broker
+                .stream
+                .get_or_insert_with(|| DEFAULT_NATS_STREAM.to_string());
         }
         let size = quoted(values::positive_size, SIZE_EXAMPLE);
         if let Some(bytes) = self.field(table, "max_message_bytes", &size) {

@@ -78,7 +78,7 @@ max_attempts = 0
 dead_letter = "orders.*"
 colour = "red"
 [broker]
-kind = "nats"
+kind = "kafka"
 queue_bytes = "lots"
 "#;
     assert_eq!(
@@ -104,4 +104,28 @@ queue_bytes = "lots"
 fn the_api_cannot_share_an_address_with_another_listener() {
     let text = "[admin]\nlisten = \"127.0.0.1:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\n";
     assert_eq!(errors(text), [at(4, "api.listen")]);
+}
+
+#[test]
+fn the_nats_broker_takes_its_servers_and_defaults_them() {
+    let config = parse(
+        "[broker]\nkind = \"nats\"\nservers = [\"nats://10.0.0.1:4222\"]\nprefix = \"app\"\n",
+    );
+    assert_eq!(config.broker.kind, BrokerKind::Nats);
+    assert_eq!(config.broker.servers, ["nats://10.0.0.1:4222"]);
+    assert_eq!(config.broker.prefix.as_deref(), Some("app"));
+    assert_eq!(config.broker.stream.as_deref(), Some("FERRY"));
+    let config = parse("[broker]\nkind = \"nats\"\n");
+    assert_eq!(config.broker.servers, ["nats://127.0.0.1:4222"]);
+}
+
+#[test]
+fn nats_keys_under_the_mesh_broker_and_bad_servers_are_errors() {
+    let text = "[broker]\nservers = [\"nats://10.0.0.1:4222\"]\n";
+    assert_eq!(errors(text), [at(2, "broker.servers")]);
+    let text = "[broker]\nkind = \"nats\"\nservers = [\"nats://\"]\nprefix = \"a.*\"\n";
+    assert_eq!(
+        errors(text),
+        [at(3, "broker.servers[0]"), at(4, "broker.prefix")]
+    );
 }
