@@ -8,12 +8,13 @@ usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N
 Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on this machine,
 alternating targets round by round, and writes benches/RESULTS.md and benches/results.png;
 then times failover, convergence and joining in a three-datacenter mesh and writes
-benches/DATACENTERS.md.
+benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writes
+benches/BROKER.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
                 3 trials of the datacenters scenario instead of 10
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers` or `datacenters`: run that part only
+  --only PART   `peers`, `datacenters` or `broker`: run that part only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -34,6 +35,8 @@ pub(crate) enum Part {
     Peers,
     /// The three-datacenter mesh.
     Datacenters,
+    /// Publish and subscribe beside NATS.
+    Broker,
 }
 
 impl Options {
@@ -76,6 +79,7 @@ impl Options {
                     only = Some(match args.next().as_deref() {
                         Some("peers") => Part::Peers,
                         Some("datacenters") => Part::Datacenters,
+                        Some("broker") => Part::Broker,
                         other => {
                             return Err(Error::Usage(format!(
                                 "--only takes `peers` or `datacenters`, not {other:?}"

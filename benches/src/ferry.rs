@@ -177,7 +177,8 @@ impl NodeSpec {
             );
         }
         let _ = writeln!(t, "[admin]\nlisten = \"{}\"", self.admin);
-        // Port 0: the harness publishes nothing (yet), and nodes must not clash on 7703.
+        // Port 0 unless a scenario publishes (broker.rs says where): nodes must not clash on
+        // 7703.
         let _ = writeln!(t, "[api]\nlisten = \"127.0.0.1:0\"");
         t
     }
@@ -190,9 +191,19 @@ pub(crate) fn start(
     dir: &Path,
     ns: Option<&str>,
 ) -> Result<Process> {
+    start_with(ferry, spec, &spec.to_toml(), dir, ns)
+}
+
+/// Like [`start`], with the config text `toml` written for `spec` (its TOML with more).
+pub(crate) fn start_with(
+    ferry: &Path,
+    spec: &NodeSpec,
+    toml: &str,
+    dir: &Path,
+    ns: Option<&str>,
+) -> Result<Process> {
     let config = dir.join(format!("{}.toml", spec.name));
-    std::fs::write(&config, spec.to_toml())
-        .map_err(Error::io(format!("writing {}", config.display())))?;
+    std::fs::write(&config, toml).map_err(Error::io(format!("writing {}", config.display())))?;
     let mut c = command_in(ns, ferry);
     c.arg("run")
         .arg("--config")

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod broker;
 mod bulk;
 mod chart;
 mod cli;

@@ -11,7 +11,7 @@ use crate::lab::{self, Lab};
 use crate::load::{self, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{chart, datacenters, external, ferry, report, usage};
+use crate::{broker, chart, datacenters, external, ferry, report, usage};
 
 /// Metric names, shared with the report.
 pub(crate) mod metric {
@@ -146,20 +146,54 @@ async fn run(options: Options) -> Result<()> {
         let trials = if options.quick { 3 } else { 10 };
         println!("starting three datacenters on loopback");
         let figures = datacenters::measure(&ferry_bin, dir, trials).await?;
-        let report = out_dir.join("DATACENTERS.md");
-        let mut md = datacenters::section(&figures, trials);
-        for note in &figures.notes {
-            md.push_str(&format!("- {note}\n"));
-        }
-        md.push_str(&format!(
-            "\nReproduce: `cargo run --release -p ferry-benches --bin harness -- --only datacenters{}` (written {} UTC).\n",
-            if options.quick { " --quick" } else { "" },
-            report::utc_now()
-        ));
-        std::fs::write(&report, &md).map_err(Error::io(format!("writing {}", report.display())))?;
-        println!("{md}");
-        println!("wrote {}", report.display());
+        let md = datacenters::section(&figures, trials);
+        write_part(
+            &options,
+            &out_dir,
+            "DATACENTERS.md",
+            "datacenters",
+            md,
+            &figures.notes,
+        )?;
     }
+    if options.runs_part(Part::Broker) {
+        let rounds = options.runs;
+        println!("starting the broker targets and nats-server on loopback");
+        let figures = broker::measure(&ferry_bin, dir, rounds, timing.measure).await?;
+        let md = broker::section(&figures);
+        write_part(
+            &options,
+            &out_dir,
+            "BROKER.md",
+            "broker",
+            md,
+            &figures.notes,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a part's report `file`: its section `md`, its notes, and how to run it again.
+fn write_part(
+    options: &Options,
+    out_dir: &Path,
+    file: &str,
+    part: &str,
+    mut md: String,
+    notes: &[String],
+) -> Result<()> {
+    for note in notes {
+        md.push_str(&format!("- {note}\n"));
+    }
+    md.push_str(&format!(
+        "\nReproduce: `cargo run --release -p ferry-benches --bin harness -- --only {part}{}` (written {} UTC).\n",
+        if options.quick { " --quick" } else { "" },
+        report::utc_now()
+    ));
+    let report = out_dir.join(file);
+    std::fs::write(&report, &md).map_err(Error::io(format!("writing {}", report.display())))?;
+    println!("{md}");
+    println!("wrote {}", report.display());
     Ok(())
 }
 

@@ -47,6 +47,13 @@ impl Samples {
             .and_then(|v| median(v))
     }
 
+    /// Every sample of `metric` for `target`, in the order taken.
+    pub fn values(&self, metric: &str, target: &str) -> &[f64] {
+        self.values
+            .get(&(metric.to_string(), target.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// How many samples the median of `metric` for `target` rests on.
     pub fn count(&self, metric: &str, target: &str) -> usize {
         self.values
