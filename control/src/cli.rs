@@ -57,6 +57,73 @@ pub enum Command {
     Subscriptions(AdminArgs),
     /// Publish one message through the local node's application API.
     Publish(PublishArgs),
+    /// The mesh certificate authority: make one, sign node certificates, show certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+/// `ferry ca ...`.
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Create a CA: its key (DIR/ca.key, mode 0600, never overwritten) and its certificate
+    /// (DIR/ca.crt).
+    Init {
+        /// The CA's name, shown in the certificates it signs.
+        #[arg(long)]
+        name: String,
+        /// The directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the CA is valid, e.g. 365d.
+        #[arg(long, default_value = "365d")]
+        valid: String,
+    },
+    /// Sign a node certificate binding a node's public key to a name, a datacenter, the
+    /// services it may front and its groups.
+    Sign(CaSignArgs),
+    /// Print a certificate: key, attributes, issuer, validity.
+    Show {
+        /// The certificate file.
+        file: PathBuf,
+        /// Also check it against the CA in this directory (its ca.crt).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ferry ca sign`.
+#[derive(Args, Debug)]
+pub struct CaSignArgs {
+    /// The CA's directory (ca.key and ca.crt).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// The node's key file (its public key is what is signed).
+    #[arg(long, conflicts_with = "pubkey", required_unless_present = "pubkey")]
+    pub key: Option<PathBuf>,
+    /// The node's public key, base64.
+    #[arg(long)]
+    pub pubkey: Option<String>,
+    /// The node's name.
+    #[arg(long)]
+    pub name: String,
+    /// The node's datacenter.
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// The services the node may front, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub services: Vec<String>,
+    /// The node's groups, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// How long the certificate is valid, e.g. 30d (never beyond the CA's own validity).
+    #[arg(long, default_value = "30d")]
+    pub valid: String,
+    /// Where to write the certificate.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `ferry publish TOPIC [--data STRING|@FILE] [--api ADDR]`.

@@ -74,6 +74,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             ],
         ),
         Command::Publish(args) => publish(&args),
+        Command::Ca(command) => crate::ca::run(command),
     }
 }
 

@@ -328,6 +328,16 @@ pub fn check_service_name(name: &str) -> Result<String, String> {
     values::service_name(name)
 }
 
+/// Checks a node name as `[node] name` is checked.
+pub fn check_node_name(name: &str) -> Result<String, String> {
+    values::node_name(name)
+}
+
+/// Checks a datacenter name as `[node] datacenter` is checked.
+pub fn check_datacenter_name(name: &str) -> Result<String, String> {
+    values::datacenter_name(name)
+}
+
 /// Finds TCP listen addresses used twice. `listeners` is in the order they were written (defaults
 /// first); each clash is `(later, earlier)` as indices, so the error lands on the one to change.
 /// Port 0 asks the OS for a fresh port, so it never clashes.

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod ca;
 pub mod cli;
 pub mod commands;
 pub mod config;

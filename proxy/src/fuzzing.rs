@@ -4,3 +4,21 @@
 pub fn smuggling_guard(data: &[u8]) {
     crate::outbound::feed_smuggling_guard(data);
 }
+
+/// Reads bytes as the application API reads a publish's topic from its path: percent-decoded,
+/// then checked as a topic; and as a subscription's pattern. Whatever parses matches itself
+/// (a topic) or is matched by `>` (a pattern's text as a topic, when it has no wildcard).
+pub fn publish_topic(data: &[u8]) {
+    use crate::broker::topic::{Pattern, Topic};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(decoded) = crate::broker::percent_decoded(text) {
+        if let Ok(topic) = Topic::parse(&decoded) {
+            let exact = Pattern::parse(topic.as_str());
+            assert!(exact.is_ok_and(|p| p.matches(&topic)), "{decoded:?}");
+            assert!(Pattern::parse(">").is_ok_and(|p| p.matches(&topic)));
+        }
+    }
+    let _ = Pattern::parse(text);
+}

@@ -91,19 +91,7 @@ impl Identity {
     /// Writes a new key file with mode 0600. Refuses to overwrite an existing file: losing a
     /// node's key changes its identity, which every peer has pinned.
     pub fn save_new(&self, path: &Path) -> Result<(), Error> {
-        let io_error = |source| Error::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(io_error)?;
-        writeln!(file, "{}", BASE64.encode(self.secret.to_bytes())).map_err(io_error)
+        write_secret(path, &BASE64.encode(self.secret.to_bytes()))
     }
 
     /// Loads the key at `path`, creating it first if there is none (the embedded defaults).
@@ -125,6 +113,24 @@ impl Identity {
     pub fn public(&self) -> PublicKey {
         self.public
     }
+}
+
+/// Writes `line` to a new file at `path`, mode 0600, creating its directory: how every secret
+/// key is kept (a node's, a CA's). Refuses to overwrite: a lost key cannot be had back.
+pub fn write_secret(path: &Path, line: &str) -> Result<(), Error> {
+    let io_error = |source| Error::KeyFile {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io_error)?;
+    writeln!(file, "{line}").map_err(io_error)
 }
 
 impl fmt::Debug for Identity {

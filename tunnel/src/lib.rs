@@ -13,6 +13,7 @@
 mod admission;
 pub mod backoff;
 mod catalog;
+pub mod certificate;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -26,6 +27,7 @@ mod relay;
 mod route;
 mod shared_dial;
 mod table;
+mod time;
 mod transport;
 mod update;
 pub mod wire;
@@ -33,7 +35,7 @@ pub mod wire;
 pub use catalog::{Catalog, CatalogEntry, CatalogSubscription};
 pub use error::{Chain, Error};
 pub use header::{Protocol, StreamHeader, StreamKind};
-pub use identity::{Identity, PublicKey};
+pub use identity::{write_secret, Identity, PublicKey};
 pub use link::{Link, StreamReader, StreamWriter, TunnelStream};
 pub use network::{
     AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot, RemoteNode,
@@ -44,5 +46,6 @@ pub use peers::PeerState;
 pub use route::{service_key, Route, SubscriptionRoute};
 pub use shared_dial::SharedDials;
 pub use table::{Neighbor, Outgoing, Refusal, SessionId, Table};
+pub use time::rfc3339;
 pub use transport::Transport;
 pub use update::{Advert, Update};

@@ -1,12 +1,13 @@
 //! Durations as written in the config: a decimal number and a unit, like `250ms`, `1s`, `1.5s`,
-//! `2m` or `1h`. Parsed with integer arithmetic so `0.1s` is exactly 100ms.
+//! `2m`, `1h` or `30d` (certificates' validity). Parsed with integer arithmetic so `0.1s` is exactly 100ms.
 
 use std::time::Duration;
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// Units from largest to smallest: [`format_duration`] picks the first that fits exactly.
-const UNITS: [(&str, u128); 4] = [
+const UNITS: [(&str, u128); 5] = [
+    ("d", 86_400 * NANOS_PER_SEC),
     ("h", 3600 * NANOS_PER_SEC),
     ("m", 60 * NANOS_PER_SEC),
     ("s", NANOS_PER_SEC),
@@ -23,7 +24,7 @@ pub enum DurationError {
     #[error("\"{0}\" has no unit; write e.g. \"{0}s\" or \"{0}ms\"")]
     MissingUnit(String),
     /// A unit other than `ms`, `s`, `m` or `h`.
-    #[error("unknown unit \"{unit}\" in \"{text}\"; use ms, s, m or h")]
+    #[error("unknown unit \"{unit}\" in \"{text}\"; use ms, s, m, h or d")]
     UnknownUnit {
         /// The duration as written.
         text: String,

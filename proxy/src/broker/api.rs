@@ -144,7 +144,7 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
 }
 
 /// `text` with its `%XX` escapes decoded; `None` for a bad escape or bytes that are not UTF-8.
-fn percent_decoded(text: &str) -> Option<String> {
+pub(crate) fn percent_decoded(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

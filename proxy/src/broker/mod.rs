@@ -40,6 +40,7 @@ use http::HeaderValue;
 use self::topic::{Topic, TopicError};
 use crate::pool::Upstreams;
 
+pub(crate) use api::percent_decoded;
 pub use api::serve_application_api;
 pub use members::Member;
 pub use nats::{check_server, NatsSettings};
