@@ -126,17 +126,20 @@ fn few_errors(load: &Load, kills: usize) {
     );
 }
 
+/// Waits until `app` calls every endpoint healthy, then starts the steady load on `greeter`.
+fn load_once_all_healthy(app: &Node, endpoints: &[Endpoint]) -> Load {
+    let nodes: Vec<String> = endpoints.iter().map(|e| e.node.name.clone()).collect();
+    eventually(Duration::from_secs(20), || match healthy_on(app) == nodes {
+        true => Ok(()),
+        false => Err(format!("healthy: {:?}", healthy_on(app))),
+    });
+    Load::start(app.outbound, "greeter", CALLERS)
+}
+
 #[test]
 fn a_restarted_workload_gets_its_share_back_within_5_s_of_passing_its_health_check() {
     let (app, mut endpoints) = mesh(2);
-    let nodes: Vec<String> = endpoints.iter().map(|e| e.node.name.clone()).collect();
-    eventually(Duration::from_secs(20), || {
-        match healthy_on(&app) == nodes {
-            true => Ok(()),
-            false => Err(format!("healthy: {:?}", healthy_on(&app))),
-        }
-    });
-    let load = Load::start(app.outbound, "greeter", CALLERS);
+    let load = load_once_all_healthy(&app, &endpoints);
     let started = Instant::now();
     eventually(Duration::from_secs(10), || {
         let shares = load.shares(started, Instant::now());
@@ -167,14 +170,7 @@ fn a_restarted_workload_gets_its_share_back_within_5_s_of_passing_its_health_che
 #[test]
 fn after_a_rolling_restart_of_four_workloads_each_serves_a_fair_share() {
     let (app, mut endpoints) = mesh(4);
-    let nodes: Vec<String> = endpoints.iter().map(|e| e.node.name.clone()).collect();
-    eventually(Duration::from_secs(20), || {
-        match healthy_on(&app) == nodes {
-            true => Ok(()),
-            false => Err(format!("healthy: {:?}", healthy_on(&app))),
-        }
-    });
-    let load = Load::start(app.outbound, "greeter", CALLERS);
+    let load = load_once_all_healthy(&app, &endpoints);
     let t0 = Instant::now();
     for endpoint in &mut endpoints {
         endpoint.kill();

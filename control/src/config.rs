@@ -206,6 +206,11 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
 }
 
+/// The nats broker's subjects are `ferry.TOPIC` unless `[broker] prefix` says otherwise.
+pub const DEFAULT_NATS_PREFIX: &str = "ferry";
+/// The nats broker's JetStream stream, unless `[broker] stream` says otherwise.
+pub const DEFAULT_NATS_STREAM: &str = "FERRY";
+
 /// `[broker]`: where published messages go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokerConfig {

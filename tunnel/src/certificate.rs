@@ -29,6 +29,7 @@ use base64::Engine;
 use bytes::{BufMut, BytesMut};
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
+use crate::identity::{decode_key, random_key};
 use crate::time::rfc3339;
 use crate::wire::{put_bytes8, Reader};
 use crate::Error;
@@ -107,12 +108,7 @@ pub struct CaKey {
 impl CaKey {
     /// A fresh random CA key.
     pub fn generate() -> Result<CaKey, Error> {
-        use ring::rand::{SecureRandom, SystemRandom};
-        let mut seed = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut seed)
-            .map_err(|_| Error::Setup("the system random source failed"))?;
-        CaKey::from_seed(seed)
+        CaKey::from_seed(random_key()?)
     }
 
     fn from_seed(seed: [u8; 32]) -> Result<CaKey, Error> {
@@ -123,12 +119,7 @@ impl CaKey {
 
     /// Reads a CA key file's text (base64 of the seed).
     pub fn from_base64(text: &str) -> Result<CaKey, Error> {
-        let bytes = BASE64
-            .decode(text.trim())
-            .map_err(|e| Error::InvalidKey(format!("not base64: {e}")))?;
-        let seed = <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| Error::InvalidKey(format!("{} bytes, want 32", bytes.len())))?;
-        CaKey::from_seed(seed)
+        CaKey::from_seed(decode_key(text)?)
     }
 
     /// The key file's text.

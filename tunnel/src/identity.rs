@@ -36,7 +36,8 @@ impl FromStr for PublicKey {
     }
 }
 
-fn decode_key(s: &str) -> Result<[u8; 32], Error> {
+/// 32 bytes of base64, as every key file and public key is written.
+pub(crate) fn decode_key(s: &str) -> Result<[u8; 32], Error> {
     let bytes = BASE64
         .decode(s.trim())
         .map_err(|e| Error::InvalidKey(format!("not base64: {e}")))?;
@@ -54,11 +55,7 @@ pub struct Identity {
 impl Identity {
     /// A fresh random key pair.
     pub fn generate() -> Result<Identity, Error> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| Error::Setup("the system random source failed"))?;
-        Ok(Identity::from_secret(bytes))
+        random_key().map(Identity::from_secret)
     }
 
     /// For tests and fuzzing: a fixed key.
@@ -113,6 +110,15 @@ impl Identity {
     pub fn public(&self) -> PublicKey {
         self.public
     }
+}
+
+/// 32 random bytes from the system's source: a new secret key (a node's, a CA's).
+pub(crate) fn random_key() -> Result<[u8; 32], Error> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Setup("the system random source failed"))?;
+    Ok(bytes)
 }
 
 /// Writes `line` to a new file at `path`, mode 0600, creating its directory: how every secret

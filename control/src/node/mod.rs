@@ -20,7 +20,7 @@ use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings, NatsSet
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
 
-use crate::config::{BrokerKind, Config, OutboundKind};
+use crate::config::{BrokerKind, Config, OutboundKind, DEFAULT_NATS_PREFIX, DEFAULT_NATS_STREAM};
 use crate::directory::NodeDirectory;
 use crate::registry::{self, NodeRecord};
 use crate::services::LocalServices;
@@ -255,16 +255,10 @@ impl Node {
             BrokerKind::Nats => {
                 let nats = NatsSettings {
                     servers: config.broker.servers.clone(),
-                    prefix: config
-                        .broker
-                        .prefix
-                        .clone()
-                        .unwrap_or_else(|| "ferry".into()),
-                    stream: config
-                        .broker
-                        .stream
-                        .clone()
-                        .unwrap_or_else(|| "FERRY".into()),
+                    prefix: (config.broker.prefix.clone())
+                        .unwrap_or_else(|| DEFAULT_NATS_PREFIX.into()),
+                    stream: (config.broker.stream.clone())
+                        .unwrap_or_else(|| DEFAULT_NATS_STREAM.into()),
                 };
                 Broker::nats(settings, nats, subscribers.clone(), upstreams)
             }

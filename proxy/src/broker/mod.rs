@@ -246,7 +246,8 @@ impl Broker {
             Ok(Taken::NoSubscriber(id)) => ("no-subscriber", Ok(id)),
             Err(e @ PublishError::Full { .. }) => ("full", Err(e)),
             Err(e @ PublishError::Unavailable(_)) => ("unavailable", Err(e)),
-            Err(e) => ("refused", Err(e)),
+            Err(e @ PublishError::TooLarge { .. }) => ("too-large", Err(e)),
+            Err(e @ PublishError::BadTopic(_)) => ("bad-topic", Err(e)),
         };
         metrics::published(topic, label);
         result

@@ -138,22 +138,21 @@ impl Network {
 
     /// Sets the services this node announces; peers hear of a change at once.
     pub fn announce(&self, services: Vec<CatalogEntry>) {
-        self.shared.update(|core| {
-            core.route(|table| {
-                let mut me = (**table.me()).clone();
-                me.services = services;
-                ((), table.set_local(me))
-            })
-        });
+        self.change_catalog(|me| me.services = services);
     }
 
     /// Sets the subscriptions this node announces; peers hear of a change at once, and of a
     /// withdrawal as fast as of an announcement.
     pub fn announce_subscriptions(&self, subscriptions: Vec<CatalogSubscription>) {
+        self.change_catalog(|me| me.subscriptions = subscriptions);
+    }
+
+    /// Changes this node's own catalog; the table tells every neighbor when it differs.
+    fn change_catalog(&self, change: impl FnOnce(&mut Catalog)) {
         self.shared.update(|core| {
             core.route(|table| {
                 let mut me = (**table.me()).clone();
-                me.subscriptions = subscriptions;
+                change(&mut me);
                 ((), table.set_local(me))
             })
         });

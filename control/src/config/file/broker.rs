@@ -5,14 +5,11 @@ use super::document::Table;
 use super::{Reader, ADDRESS_EXAMPLE, DURATION_EXAMPLE};
 use crate::config::values;
 use crate::config::{ApiConfig, BrokerConfig, BrokerKind, ServiceConfig, SubscriptionConfig};
+use crate::config::{DEFAULT_NATS_PREFIX, DEFAULT_NATS_STREAM};
 
 const SIZE_EXAMPLE: &str = "\"1MiB\"";
 /// Where the nats broker connects when `servers` is not given.
 const DEFAULT_NATS_SERVER: &str = "nats://127.0.0.1:4222";
-/// The nats broker's subjects are `ferry.TOPIC` unless `prefix` says otherwise.
-const DEFAULT_NATS_PREFIX: &str = "ferry";
-/// The JetStream stream, unless `stream` says otherwise.
-const DEFAULT_NATS_STREAM: &str = "FERRY";
 
 /// A `[[subscription]]` read: the subscription when every key of it is good, and where its
 /// service was named, for the check against the file's services (made even when another key
