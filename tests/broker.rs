@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::broker::{
-    answer_with, header, ids, metric, publish, published, received, subscribing, subscription,
+    answer_with, header, ids, publish, published, received, subscribing, subscription,
     wait_subscriptions,
 };
 use support::{
-    curl, eventually, ferry, python_script, require_tool, wait_ready, Backend, Node, NodeBuilder,
-    Service,
+    curl, eventually, ferry, metric, python_script, require_tool, wait_ready, Backend, Node,
+    NodeBuilder, Service,
 };
 
 #[test]

@@ -293,16 +293,20 @@ fn check(path: &Path) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             }
-            // What `run` needs of the tunnel's keys: every peer's key, a readable trust file.
-            if let Err(e) = crate::node::peer_addresses(&config) {
-                let line = line_of(path, "peers");
-                eprintln!("{}:{line}: tunnel.peers: {e}", path.display());
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            if let Some(file) = config.tunnel.trust_file.as_deref() {
-                if let Err(e) = crate::node::read_trust_file(file) {
-                    let line = line_of(path, "trust_file");
-                    eprintln!("{}:{line}: tunnel.trust_file: {e}", path.display());
+            // What `run` needs of the tunnel's trust: every peer's key, a readable trust
+            // file, CAs and a certificate for this node's key, name and datacenter.
+            let key = Identity::load(&config.node.key_file)
+                .ok()
+                .map(|id| id.public());
+            match crate::node::TrustConfig::read(&config, key) {
+                Ok(trust) => {
+                    for warning in &trust.warnings {
+                        eprintln!("{}: warning: {warning}", path.display());
+                    }
+                }
+                Err(e) => {
+                    let line = line_of(path, e.key);
+                    eprintln!("{}:{line}: {e}", path.display());
                     return ExitCode::from(EXIT_CONFIG);
                 }
             }

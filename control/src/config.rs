@@ -111,6 +111,19 @@ pub struct TunnelConfig {
         serialize_with = "serialize_optional_path"
     )]
     pub trust_file: Option<PathBuf>,
+    /// Certificates of the CAs whose node certificates this node trusts; several at once, so
+    /// that a CA can be rotated. Read and reloaded like the trust file.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_paths"
+    )]
+    pub ca: Vec<PathBuf>,
+    /// This node's certificate, presented in every handshake.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_path"
+    )]
+    pub certificate: Option<PathBuf>,
 }
 
 /// One entry of `tunnel.peers`.
@@ -372,6 +385,10 @@ fn serialize_optional_path<S: Serializer>(
         Some(path) => serialize_path(path, serializer),
         None => serializer.serialize_none(),
     }
+}
+
+fn serialize_paths<S: Serializer>(paths: &[PathBuf], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(paths.iter().map(|path| path.to_string_lossy()))
 }
 
 fn serialize_duration<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

@@ -84,12 +84,3 @@ pub(crate) fn wait_subscriptions(node: &Node, count: usize) {
         }
     });
 }
-
-/// The value of the metric line that starts with `name{` and holds every one of `labels`.
-pub(crate) fn metric(node: &Node, name: &str, labels: &[&str]) -> Option<f64> {
-    let text = node.admin_get("/metrics").body;
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}

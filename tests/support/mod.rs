@@ -32,7 +32,7 @@ pub(crate) use http::{
     assert_ferry_error, curl, curl_in, curl_ran, curl_ran_in, get, get_in, raw_exchange,
     wait_upstream_error, Response,
 };
-pub(crate) use node::{start_pair, wait_ready, wait_routable, Node, NodeBuilder, Service};
+pub(crate) use node::{metric, start_pair, wait_ready, wait_routable, Node, NodeBuilder, Service};
 
 use std::ffi::OsStr;
 use std::io::Read;

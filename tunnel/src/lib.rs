@@ -41,7 +41,7 @@ pub use network::{
     AdmissionCounts, IncomingStream, Network, NetworkConfig, PeerAddress, PeerSnapshot, RemoteNode,
     StreamHandler,
 };
-pub use noise::{HandshakeData, Trust};
+pub use noise::{HandshakeData, PeerIdentity, Refused, Trust, MAX_CERTIFICATE};
 pub use peers::PeerState;
 pub use route::{service_key, Route, SubscriptionRoute};
 pub use shared_dial::SharedDials;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::header::{StreamHeader, MAX_HEADER_LEN};
 use crate::identity::PublicKey;
+use crate::noise::PeerIdentity;
 use crate::peers::{LinkHandle, LinkId};
 use crate::Error;
 
@@ -145,10 +146,16 @@ impl Link {
 
     /// The peer's key, as the handshake proved it.
     pub fn peer_key(&self) -> Option<PublicKey> {
+        self.peer().map(|peer| peer.key)
+    }
+
+    /// The peer as the handshake proved it: its key, and its certificate when a CA this node
+    /// trusts vouched for it.
+    pub fn peer(&self) -> Option<PeerIdentity> {
         self.conn
             .peer_identity()
-            .and_then(|identity| identity.downcast::<PublicKey>().ok())
-            .map(|key| *key)
+            .and_then(|identity| identity.downcast::<PeerIdentity>().ok())
+            .map(|peer| *peer)
     }
 
     pub(crate) fn connection(&self) -> &quinn::Connection {

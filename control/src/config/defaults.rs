@@ -43,6 +43,8 @@ impl Config {
                 peers: Vec::new(),
                 trust: Vec::new(),
                 trust_file: None,
+                ca: Vec::new(),
+                certificate: None,
             },
             registry: RegistryConfig::default(),
             services: Vec::new(),

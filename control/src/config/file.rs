@@ -41,13 +41,15 @@ const ROOT_KEYS: [&str; 11] = [
     "log",
 ];
 
-const TUNNEL_KEYS: [&str; 6] = [
+const TUNNEL_KEYS: [&str; 8] = [
     "listen",
     "advertise",
     "gateway",
     "peers",
     "trust",
     "trust_file",
+    "ca",
+    "certificate",
 ];
 
 /// Which registry kind uses each kind-specific `[registry]` key.
@@ -237,6 +239,14 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         let trust_file = self.field(table, "trust_file", &text(values::path));
         tunnel.trust_file = trust_file.map(|path| self.dir.join(path));
+        tunnel.ca = self
+            .list(table, "ca", &text(values::path))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| self.dir.join(path))
+            .collect();
+        let certificate = self.field(table, "certificate", &text(values::path));
+        tunnel.certificate = certificate.map(|path| self.dir.join(path));
     }
 
     fn peer(&mut self, table: &Table) -> Option<PeerConfig> {

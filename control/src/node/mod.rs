@@ -3,6 +3,7 @@
 //! in `state.rs` and `views.rs`.
 
 mod state;
+mod trust;
 mod views;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use tracing::{error, info, warn};
 
 use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings, NatsSettings};
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
-use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, PublicKey, Trust};
+use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, Trust};
 
 use crate::config::{BrokerKind, Config, OutboundKind, DEFAULT_NATS_PREFIX, DEFAULT_NATS_STREAM};
 use crate::directory::NodeDirectory;
@@ -27,6 +28,7 @@ use crate::services::LocalServices;
 use crate::subscribers::NodeSubscribers;
 
 pub use state::NodeState;
+pub use trust::{expires_in, TrustConfig, TrustError, EXPIRY_WARNING};
 pub use views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
 
 /// How long a stopping node waits for its listeners to finish the calls in flight.
@@ -71,34 +73,6 @@ pub fn peer_addresses(config: &Config) -> Result<Vec<PeerAddress>, String> {
                 address: p.address.clone(),
                 key,
             })
-        })
-        .collect()
-}
-
-/// The keys allowed to open links to this node: its peers', its `trust` list and its
-/// `trust_file`.
-pub fn trusted_keys(config: &Config) -> Result<Vec<PublicKey>, String> {
-    let mut keys: Vec<PublicKey> = peer_addresses(config)?.into_iter().map(|p| p.key).collect();
-    for key in &config.tunnel.trust {
-        keys.push(key.parse().map_err(|e| format!("trust key {key}: {e}"))?);
-    }
-    if let Some(path) = &config.tunnel.trust_file {
-        keys.extend(read_trust_file(path)?);
-    }
-    Ok(keys)
-}
-
-/// A trust file: one base64 key a line; blank lines and `#` comments are skipped.
-pub fn read_trust_file(path: &std::path::Path) -> Result<Vec<PublicKey>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("trust file {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| (i, line.split('#').next().unwrap_or_default().trim()))
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| {
-            line.parse()
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
         })
         .collect()
 }
@@ -149,7 +123,12 @@ impl Node {
         options: StartOptions,
     ) -> Result<Node, String> {
         let peers = peer_addresses(&config)?;
-        let trust = Arc::new(Trust::new(trusted_keys(&config)?));
+        let trust = Arc::new(Trust::default());
+        let trust_config = TrustConfig::read(&config, Some(identity.public()))?;
+        for warning in &trust_config.warnings {
+            warn!("{warning}");
+        }
+        trust_config.apply(&trust);
         let network = Network::start(NetworkConfig {
             identity: identity.clone(),
             name: config.node.name.clone(),
@@ -314,7 +293,7 @@ impl Node {
             ),
             None => None,
         };
-        tokio::spawn(watch_trust_file(state.clone()));
+        tokio::spawn(watch_trust_files(state.clone()));
         state.listeners_up.store(true, Ordering::Relaxed);
         info!(key = %state.key, tunnel = %tunnel, "node started");
         Ok(Node {
@@ -353,16 +332,22 @@ impl Node {
     }
 }
 
-/// How often the trust file is checked for changes.
+/// How often the trust files are checked for changes.
 const TRUST_FILE_POLL: Duration = Duration::from_secs(1);
 
-/// Reloads the trust file whenever its modification time or size changes, so that a key added
-/// by a provisioning tool is trusted within a second, with no signal needed.
-async fn watch_trust_file(state: Arc<NodeState>) {
+/// Rereads the trust file, the CAs and the certificate whenever one's modification time or
+/// size changes, so that a key added by a provisioning tool is trusted, or a renewed
+/// certificate presented, within a second, with no signal needed. Also keeps the expiry
+/// gauges current.
+async fn watch_trust_files(state: Arc<NodeState>) {
     let stamp = |state: &NodeState| {
-        let path = state.config().tunnel.trust_file?;
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok(), meta.len()))
+        trust::watched_files(&state.config())
+            .iter()
+            .map(|path| {
+                let meta = std::fs::metadata(path).ok()?;
+                Some((meta.modified().ok(), meta.len()))
+            })
+            .collect::<Vec<_>>()
     };
     let mut seen = stamp(&state);
     let mut stop = state.shutdown.subscribe();
@@ -371,14 +356,15 @@ async fn watch_trust_file(state: Arc<NodeState>) {
             _ = tokio::time::sleep(TRUST_FILE_POLL) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        trust::record_expiry(state.network.trust());
         let now = stamp(&state);
         if now != seen {
             seen = now;
             match state.refresh_trust() {
-                Ok(count) => info!(keys = count, "trust file changed: trusted keys reloaded"),
-                Err(e) => error!(
-                    "trust file changed but is unusable; keeping the keys trusted before: {e}"
-                ),
+                Ok(count) => info!(keys = count, "trust files changed: trust reloaded"),
+                Err(e) => {
+                    error!("trust files changed but are unusable; keeping the trust before: {e}")
+                }
             }
         }
     }
@@ -386,7 +372,12 @@ async fn watch_trust_file(state: Arc<NodeState>) {
 
 /// Applies `load()`'s config on SIGHUP, keeping the last good one when it fails.
 pub fn reload_with(state: &NodeState, loaded: Result<Config, String>) {
-    match loaded.and_then(|config| trusted_keys(&config).map(|_| config)) {
+    let checked = |config: Config| {
+        TrustConfig::read(&config, Some(state.key))
+            .map(|_| config)
+            .map_err(String::from)
+    };
+    match loaded.and_then(checked) {
         Ok(config) => {
             for note in state.reload(config) {
                 warn!("{note}");

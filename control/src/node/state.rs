@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use tracing::warn;
 
 use ferry_proxy::Outbound;
 use ferry_tunnel::{Network, PublicKey};
 
-use super::views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
+use super::trust::TrustConfig;
+use super::views::{CertificateView, PeerRow, RegistryView, RouteRow, ServiceRow, Status};
 use super::Addresses;
 use crate::config::Config;
 use crate::registry::{self, NodeRecord, RegistryCache};
@@ -139,8 +141,11 @@ impl NodeState {
             changed
         });
         self.outbound.set_settings(super::outbound_settings(&new));
-        match super::trusted_keys(&new) {
-            Ok(keys) => self.network.trust().replace(keys),
+        match TrustConfig::read(&new, Some(self.key)) {
+            Ok(trust) => {
+                notes.extend(trust.warnings.iter().cloned());
+                trust.apply(self.network.trust());
+            }
             Err(e) => notes.push(format!("trust unchanged: {e}")),
         }
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new;
@@ -148,12 +153,16 @@ impl NodeState {
         notes
     }
 
-    /// Rereads the trust file (on change) and replaces the trusted keys; a bad file keeps the
-    /// keys trusted before.
+    /// Rereads the trust file, the CAs and the certificate (on change) and replaces what the
+    /// tunnel trusts and presents; a bad file keeps the trust before. Returns how many keys
+    /// the lists name.
     pub fn refresh_trust(&self) -> Result<usize, String> {
-        let keys = super::trusted_keys(&self.config())?;
-        let count = keys.len();
-        self.network.trust().replace(keys);
+        let trust = TrustConfig::read(&self.config(), Some(self.key))?;
+        for warning in &trust.warnings {
+            warn!("{warning}");
+        }
+        let count = trust.keys.len();
+        trust.apply(self.network.trust());
         Ok(count)
     }
 
@@ -205,7 +214,36 @@ impl NodeState {
             services: self.services.list().len(),
             routes: self.network.routes().len(),
             registry: self.registry.kind().as_str(),
+            certificates: self.certificates(),
         }
+    }
+
+    /// The node's own certificate, then the CAs it trusts.
+    fn certificates(&self) -> Vec<CertificateView> {
+        let trust = self.network.trust();
+        let now = std::time::SystemTime::now();
+        let own = trust.certificate().map(|c| ("node", (*c).clone()));
+        let cas = trust.authorities().into_iter().map(|c| ("ca", c));
+        own.into_iter()
+            .chain(cas)
+            .map(|(kind, cert)| {
+                let left = super::expires_in(&cert, now).unwrap_or_default();
+                let warning = (left < super::EXPIRY_WARNING.as_secs_f64()).then(|| {
+                    if left < 0.0 {
+                        "expired".to_owned()
+                    } else {
+                        format!("expires in {:.1} days", left / 86_400.0)
+                    }
+                });
+                CertificateView {
+                    kind,
+                    name: cert.subject.name.clone(),
+                    valid: cert.validity(),
+                    expires_in_seconds: left as i64,
+                    warning,
+                }
+            })
+            .collect()
     }
 
     /// `GET /subscriptions`.

@@ -37,6 +37,23 @@ pub struct Status {
     pub routes: usize,
     /// The registry's kind.
     pub registry: &'static str,
+    /// This node's certificate and the CAs it trusts, when it has them.
+    pub certificates: Vec<CertificateView>,
+}
+
+/// A certificate in `GET /status`.
+#[derive(Debug, Serialize)]
+pub struct CertificateView {
+    /// `node` (this node's own) or `ca`.
+    pub kind: &'static str,
+    /// The name it vouches for.
+    pub name: String,
+    /// `FROM to UNTIL`, RFC 3339.
+    pub valid: String,
+    /// Whole seconds until it expires; negative once it has.
+    pub expires_in_seconds: i64,
+    /// Set within 7 days of its expiry, and after.
+    pub warning: Option<String>,
 }
 
 /// One row of `GET /peers`.

@@ -63,6 +63,8 @@ pub(crate) struct NodeBuilder {
     peers: Vec<(SocketAddr, String)>,
     trust: Vec<String>,
     trust_file: Option<String>,
+    ca: Vec<String>,
+    certificate: Option<String>,
     raw: Vec<String>,
     netns: Option<String>,
     gateway: bool,
@@ -105,6 +107,8 @@ impl NodeBuilder {
             peers: Vec::new(),
             trust: Vec::new(),
             trust_file: None,
+            ca: Vec::new(),
+            certificate: None,
             raw: Vec::new(),
             netns: None,
             gateway: false,
@@ -173,6 +177,10 @@ impl NodeBuilder {
         self
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn public_key(&self) -> &str {
         &self.public_key
     }
@@ -220,6 +228,13 @@ impl NodeBuilder {
         if let Some(file) = &self.trust_file {
             let _ = writeln!(toml, "trust_file = {}", q(file));
         }
+        if !self.ca.is_empty() {
+            let ca: Vec<String> = self.ca.iter().map(|f| q(f)).collect();
+            let _ = writeln!(toml, "ca = [{}]", ca.join(", "));
+        }
+        if let Some(file) = &self.certificate {
+            let _ = writeln!(toml, "certificate = {}", q(file));
+        }
         toml.push('\n');
         let _ = writeln!(toml, "[admin]\nlisten = {}\n", q(&self.admin.to_string()));
         let _ = writeln!(toml, "[api]\nlisten = {}\n", q(&self.api.to_string()));
@@ -250,6 +265,19 @@ impl NodeBuilder {
     /// `[tunnel] trust_file`, a path relative to the node's directory.
     pub(crate) fn trust_file(mut self, name: &str) -> Self {
         self.trust_file = Some(name.to_owned());
+        self
+    }
+
+    /// `[tunnel] ca`: a CA certificate file this node trusts (absolute, or relative to the
+    /// node's directory); repeatable.
+    pub(crate) fn ca(mut self, file: &str) -> Self {
+        self.ca.push(file.to_owned());
+        self
+    }
+
+    /// `[tunnel] certificate`: this node's certificate file.
+    pub(crate) fn certificate(mut self, file: &str) -> Self {
+        self.certificate = Some(file.to_owned());
         self
     }
 

@@ -11,14 +11,15 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::relaying;
 use super::state::{now, Shared, UPDATE_QUEUE};
 use crate::catalog::Catalog;
+use crate::certificate::Certificate;
 use crate::identity::PublicKey;
 use crate::link::Link;
-use crate::table::{Neighbor, SessionId};
+use crate::table::{self, Neighbor, SessionId};
 use crate::update::{Advert, Update, MAX_UPDATE_LEN};
 use crate::Error;
 
@@ -62,7 +63,13 @@ async fn exchange(shared: &Arc<Shared>, link: &Link, key: PublicKey) -> Result<(
     })
     .await
     .map_err(|_| Error::NoHello(HELLO_TIMEOUT))??;
+    let peer = link.peer();
+    let certificate = peer.as_ref().and_then(|p| p.certificate.clone());
     let advert = hello_of(first, key, link.remote_address())?;
+    if let Some(certificate) = &certificate {
+        bound_by(certificate, &advert.catalog)?;
+    }
+    let advert = within(certificate.as_deref(), key, advert);
     let catalog = advert.catalog.clone();
     info!(peer = %catalog.node, datacenter = %catalog.datacenter, %key, "peer identified");
     let neighbor = Neighbor {
@@ -90,7 +97,7 @@ async fn exchange(shared: &Arc<Shared>, link: &Link, key: PublicKey) -> Result<(
         ))),
     ];
     let result = match accepted {
-        Ok(()) => read_updates(shared, link, &mut stream, session).await,
+        Ok(()) => read_updates(shared, link, &mut stream, session, certificate.as_deref()).await,
         Err(refusal) => Err(Error::HelloRefused(refusal)),
     };
     shared.update(|core| core.session_down(session));
@@ -123,14 +130,55 @@ fn hello_of(first: Update, key: PublicKey, seen_at: SocketAddr) -> Result<Advert
     Ok(advert)
 }
 
+/// Refuses a peer whose hello names another node or datacenter than its certificate binds.
+fn bound_by(certificate: &Certificate, hello: &Catalog) -> Result<(), Error> {
+    let subject = &certificate.subject;
+    let datacenter_bound = !subject.datacenter.is_empty();
+    if subject.name != hello.node
+        || (datacenter_bound && !subject.datacenter.eq_ignore_ascii_case(&hello.datacenter))
+    {
+        return Err(Error::InvalidKey(format!(
+            "peer {} of datacenter {} holds a certificate for {} of datacenter {}",
+            hello.node, hello.datacenter, subject.name, subject.datacenter
+        )));
+    }
+    Ok(())
+}
+
+/// A peer's announcement of itself, without the services its certificate does not name; an
+/// announcement it relays for another node, or one from a peer without a certificate, as is.
+fn within(certificate: Option<&Certificate>, key: PublicKey, advert: Advert) -> Advert {
+    let Some(certificate) = certificate.filter(|_| advert.catalog.key == key) else {
+        return advert;
+    };
+    let (advert, refused) = table::permitted(advert, &certificate.subject.services);
+    if !refused.is_empty() {
+        metrics::counter!("ferry_tunnel_announcements_refused_total", "reason" => "not-in-certificate")
+            .increment(refused.len() as u64);
+        warn!(
+            peer = %advert.catalog.node,
+            services = %refused.join(","),
+            "ignored services a peer announced that its certificate does not name"
+        );
+    }
+    advert
+}
+
 async fn read_updates(
     shared: &Shared,
     link: &Link,
     stream: &mut quinn::RecvStream,
     session: SessionId,
+    certificate: Option<&Certificate>,
 ) -> Result<(), Error> {
+    let key = link.peer_key();
     loop {
-        let update = read_update(stream).await?;
+        let update = match (read_update(stream).await?, key) {
+            (Update::Announce(advert), Some(key)) => {
+                Update::Announce(within(certificate, key, advert))
+            }
+            (update, _) => update,
+        };
         if let Err(refusal) = shared.update(|core| core.receive(session, link, update)) {
             debug!(%refusal, "route refused");
         }

@@ -21,8 +21,10 @@ use rustls::crypto::ring::cipher_suite;
 use rustls::quic::Algorithm;
 use rustls::Tls13CipherSuite;
 
+pub(crate) use message::split_payload;
+pub use message::MAX_CERTIFICATE;
 pub use session::HandshakeData;
-pub use trust::Trust;
+pub use trust::{PeerIdentity, Refused, Trust};
 
 use crate::identity::{Identity, PublicKey};
 use crate::Error;
@@ -186,6 +188,7 @@ fn key_from_server_name(name: &str) -> Option<PublicKey> {
 /// The dialing side.
 pub(crate) struct ClientConfig {
     identity: Identity,
+    trust: Arc<Trust>,
     suite: Suite,
     keys: SuiteKeys,
 }
@@ -208,6 +211,7 @@ pub(crate) fn configs(
     Ok((
         ClientConfig {
             identity: identity.clone(),
+            trust: trust.clone(),
             suite,
             keys,
         },
@@ -234,6 +238,7 @@ impl crypto::ClientConfig for ClientConfig {
         Ok(Box::new(session::NoiseSession::client(
             self.identity.clone(),
             server,
+            self.trust.clone(),
             self.suite,
             self.keys,
             params,

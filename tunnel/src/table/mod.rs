@@ -24,7 +24,7 @@ use crate::identity::PublicKey;
 use crate::route::{Route, ServiceIndex, SubscriptionRoute};
 use crate::update::{Advert, Update};
 
-pub(crate) use rules::same_dc;
+pub(crate) use rules::{permitted, same_dc};
 pub use rules::{Neighbor, Refusal};
 
 /// Names one link's exchange of routes. Two nodes that dial each other at once have two

@@ -74,6 +74,26 @@ pub(crate) fn accept(me: &Catalog, from: &Neighbor, advert: &Advert) -> Result<(
     Ok(())
 }
 
+/// What a node may announce of itself when its certificate names `permitted`: its
+/// announcement without the services the certificate does not name, and the names taken out.
+pub(crate) fn permitted(mut advert: Advert, permitted: &[String]) -> (Advert, Vec<String>) {
+    let allows = |service: &str| permitted.iter().any(|p| p.eq_ignore_ascii_case(service));
+    if advert.catalog.services.iter().all(|s| allows(&s.service)) {
+        return (advert, Vec::new());
+    }
+    let (kept, refused): (Vec<_>, Vec<_>) = advert
+        .catalog
+        .services
+        .iter()
+        .cloned()
+        .partition(|s| allows(&s.service));
+    advert.catalog = std::sync::Arc::new(Catalog {
+        services: kept,
+        ..(*advert.catalog).clone()
+    });
+    (advert, refused.into_iter().map(|s| s.service).collect())
+}
+
 /// What `me` tells neighbor `to` about a node whose best route `me` learned from `learned`
 /// (`advert` carries the path as received and `me`'s own cost). `None`: nothing.
 pub(crate) fn export(

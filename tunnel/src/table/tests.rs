@@ -285,3 +285,33 @@ fn a_changed_catalog_is_announced_to_every_neighbor() {
         .set_local(catalog("s1", "dc1", 1, false, &["greeter"]))
         .is_empty());
 }
+
+#[test]
+fn a_certificate_limits_a_node_to_the_services_it_names() {
+    let node = catalog(
+        "web-1",
+        "dc1",
+        9,
+        false,
+        &["greeter", "billing", "Greeter-Admin"],
+    );
+    let advert = Advert {
+        catalog: Arc::new(node),
+        path: vec!["dc1".into()],
+        metric: 0,
+    };
+    let (kept, refused) =
+        rules::permitted(advert.clone(), &["GREETER".into(), "greeter-admin".into()]);
+    let names: Vec<_> = kept.catalog.services.iter().map(|s| &s.service).collect();
+    assert_eq!(
+        names,
+        ["greeter", "Greeter-Admin"],
+        "names match without case"
+    );
+    assert_eq!(refused, ["billing"]);
+    let (all, none) = rules::permitted(
+        advert.clone(),
+        &["greeter".into(), "billing".into(), "greeter-admin".into()],
+    );
+    assert_eq!((all, none.len()), (advert, 0));
+}

@@ -4,9 +4,13 @@
 //! ```text
 //! client                                          server
 //! Initial:   initiation (IK msg 1: e, es, s, ss;
-//!            payload = client transport params) ─▶ checks the client's key is trusted
+//!            payload = client certificate and
+//!            transport params)                 ─▶ checks the client's key is trusted, by a
+//!                                                 list or by its certificate
 //!                                              ◀─ Initial: response (IK msg 2: e, ee, se;
-//!                                                 payload = server transport params)
+//!                                                 payload = server certificate and
+//!                                                 transport params)
+//! checks the server's certificate
 //!            both sides now hold the split keys; Handshake and 1-RTT keys derive from them
 //!                                              ◀─ Handshake: server finished
 //! Handshake: client finished                   ─▶
@@ -18,6 +22,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use quinn_proto::crypto::{ExportKeyingMaterialError, KeyPair, Keys, PacketKey, Session};
 use quinn_proto::transport_parameters::TransportParameters;
@@ -28,6 +33,7 @@ use super::keys::{self, Secret};
 use super::message::{self, Inbox};
 use super::{Suite, SuiteKeys};
 use crate::identity::{Identity, PublicKey};
+use crate::noise::trust::{PeerIdentity, Refused};
 use crate::noise::Trust;
 
 /// Where the handshake is.
@@ -89,7 +95,9 @@ pub(crate) struct NoiseSession {
     identity: Identity,
     /// Client: the key the server must hold. Server: the client's key, once read.
     remote: Option<PublicKey>,
-    trust: Option<Arc<Trust>>,
+    /// The peer, once its handshake message was read and admitted.
+    peer: Option<PeerIdentity>,
+    trust: Arc<Trust>,
     suite: Suite,
     keys: SuiteKeys,
     noise: Option<snow::HandshakeState>,
@@ -108,6 +116,15 @@ fn handshake_failure(reason: impl Into<String>) -> TransportError {
     }
 }
 
+/// The error a refused peer sees: QUIC's CONNECTION_REFUSED, and why.
+fn refusal(refused: Refused) -> TransportError {
+    TransportError {
+        code: TransportErrorCode::CONNECTION_REFUSED,
+        frame: None,
+        reason: refused.reason().into(),
+    }
+}
+
 fn count(result: &'static str) {
     metrics::counter!("ferry_tunnel_handshakes_total", "result" => result).increment(1);
 }
@@ -116,6 +133,7 @@ impl NoiseSession {
     pub(super) fn client(
         identity: Identity,
         server: PublicKey,
+        trust: Arc<Trust>,
         suite: Suite,
         keys: SuiteKeys,
         params: &TransportParameters,
@@ -125,7 +143,7 @@ impl NoiseSession {
             State::ClientStart,
             identity,
             Some(server),
-            None,
+            trust,
             suite,
             keys,
             params,
@@ -144,7 +162,7 @@ impl NoiseSession {
             State::ServerAwaitInitiation,
             identity,
             None,
-            Some(trust),
+            trust,
             Suite::AesGcm,
             keys,
             params,
@@ -157,7 +175,7 @@ impl NoiseSession {
         state: State,
         identity: Identity,
         remote: Option<PublicKey>,
-        trust: Option<Arc<Trust>>,
+        trust: Arc<Trust>,
         suite: Suite,
         keys: SuiteKeys,
         params: &TransportParameters,
@@ -169,6 +187,7 @@ impl NoiseSession {
             state,
             identity,
             remote,
+            peer: None,
             trust,
             suite,
             keys,
@@ -180,12 +199,32 @@ impl NoiseSession {
         }
     }
 
-    /// Reads the peer's transport parameters from a handshake payload.
-    fn take_params(&mut self, payload: &[u8]) -> Result<(), TransportError> {
-        let params = TransportParameters::read(self.side, &mut std::io::Cursor::new(payload))
+    /// Reads the peer's certificate and transport parameters from a handshake payload, and
+    /// decides whether `remote` (the key the handshake proved) is admitted. A refusal comes
+    /// before this side sends anything of its own.
+    fn take_payload(&mut self, remote: PublicKey, payload: &[u8]) -> Result<(), TransportError> {
+        let (certificate, params) =
+            message::split_payload(payload).map_err(|e| handshake_failure(e.to_string()))?;
+        let dialed = self.side == Side::Client;
+        let peer = self
+            .trust
+            .admit(remote, certificate, dialed, SystemTime::now())
+            .map_err(|refused| {
+                count(refused.label());
+                debug!(key = %remote, result = refused.label(), "refused a handshake");
+                refusal(refused)
+            })?;
+        let params = TransportParameters::read(self.side, &mut std::io::Cursor::new(params))
             .map_err(|e| handshake_failure(format!("bad transport parameters: {e:?}")))?;
         self.peer_params = Some(params);
+        self.peer = Some(peer);
         Ok(())
+    }
+
+    /// This node's handshake payload: its certificate, if it has one, and `local_params`.
+    fn local_payload(&self) -> Vec<u8> {
+        let certificate = self.trust.certificate().map(|c| c.encode());
+        message::payload(certificate.as_deref(), &self.local_params)
     }
 
     /// Derives the schedule from the finished Noise handshake.
@@ -233,16 +272,7 @@ impl NoiseSession {
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .map(PublicKey)
             .ok_or_else(|| handshake_failure("initiation carries no static key"))?;
-        if !self.trust.as_ref().is_some_and(|t| t.allows(&remote)) {
-            count("untrusted");
-            debug!(key = %remote, "refused a handshake from an untrusted key");
-            return Err(TransportError {
-                code: TransportErrorCode::CONNECTION_REFUSED,
-                frame: None,
-                reason: "untrusted key".into(),
-            });
-        }
-        self.take_params(&payload[..n])?;
+        self.take_payload(remote, &payload[..n])?;
         self.suite = suite;
         self.keys =
             SuiteKeys::for_suite(suite).ok_or_else(|| handshake_failure("suite unavailable"))?;
@@ -265,7 +295,10 @@ impl NoiseSession {
             count("failed");
             handshake_failure(format!("bad response (wrong server key?): {e}"))
         })?;
-        self.take_params(&payload[..n])?;
+        let server = self
+            .remote
+            .ok_or_else(|| handshake_failure("no server key"))?;
+        self.take_payload(server, &payload[..n])?;
         self.finish_noise()?;
         self.state = State::ClientInstallHandshakeKeys;
         Ok(true)
@@ -328,7 +361,7 @@ impl Session for NoiseSession {
         // The client knew the key it wanted from the start; it is proven only once the
         // server's response decrypted.
         self.schedule.as_ref()?;
-        self.remote.map(|k| Box::new(k) as Box<dyn Any>)
+        self.peer.clone().map(|p| Box::new(p) as Box<dyn Any>)
     }
 
     fn early_crypto(
@@ -379,7 +412,7 @@ impl Session for NoiseSession {
                         }
                     };
                 let mut msg = vec![0u8; message::MAX_MESSAGE];
-                let n = match noise.write_message(&self.local_params, &mut msg) {
+                let n = match noise.write_message(&self.local_payload(), &mut msg) {
                     Ok(n) => n,
                     Err(e) => {
                         debug!(error = %e, "cannot write the initiation");
@@ -403,9 +436,10 @@ impl Session for NoiseSession {
                 self.data_keys()
             }
             State::ServerSendResponse => {
+                let payload = self.local_payload();
                 let noise = self.noise.as_mut()?;
                 let mut msg = vec![0u8; message::MAX_MESSAGE];
-                let n = noise.write_message(&self.local_params, &mut msg).ok()?;
+                let n = noise.write_message(&payload, &mut msg).ok()?;
                 message::put(buf, &msg[..n]);
                 self.finish_noise().ok()?;
                 self.state = State::ServerSendFinished;

@@ -39,13 +39,31 @@ struct Pair {
 fn pair(trusted: bool, server_key_known_as: Option<PublicKey>) -> Pair {
     let client_id = Identity::generate().expect("key");
     let server_id = Identity::generate().expect("key");
-    let trust = Arc::new(Trust::new(trusted.then_some(client_id.public())));
+    let trust = Trust::new(trusted.then_some(client_id.public()));
     let dialed = server_key_known_as.unwrap_or(server_id.public());
+    pair_of((client_id, Trust::default()), (server_id, trust), dialed)
+}
+
+fn pair_of(client: (Identity, Trust), server: (Identity, Trust), dialed: PublicKey) -> Pair {
     Pair {
-        client_key: client_id.public(),
-        client: NoiseSession::client(client_id, dialed, Suite::AesGcm, suite_keys(), &params()),
-        server: NoiseSession::server(server_id, trust, suite_keys(), &params()),
+        client_key: client.0.public(),
+        client: NoiseSession::client(
+            client.0,
+            dialed,
+            Arc::new(client.1),
+            Suite::AesGcm,
+            suite_keys(),
+            &params(),
+        ),
+        server: NoiseSession::server(server.0, Arc::new(server.1), suite_keys(), &params()),
     }
+}
+
+fn peer_of(session: &NoiseSession) -> Option<PeerIdentity> {
+    session
+        .peer_identity()
+        .and_then(|i| i.downcast::<PeerIdentity>().ok())
+        .map(|p| *p)
 }
 
 /// Runs the handshake as quinn would deliver it; returns both sides' 1-RTT keys.
@@ -98,12 +116,8 @@ fn a_trusted_client_and_its_server_agree_on_keys_and_identities() {
         server.packet.local.as_ref(),
         client.packet.remote.as_ref()
     ));
-    let identity = p
-        .server
-        .peer_identity()
-        .and_then(|i| i.downcast::<PublicKey>().ok());
     assert_eq!(
-        identity.map(|k| *k),
+        peer_of(&p.server).map(|peer| peer.key),
         Some(p.client_key),
         "the server knows who connected"
     );
@@ -181,5 +195,115 @@ fn garbage_never_panics_a_server_session() {
         let _ = p.server.read_handshake(&framed);
         let _ = flush(&mut p.server);
         let _ = p.server.read_handshake(&bytes);
+    }
+}
+
+mod certificates {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::certificate::{CaKey, Certificate, Kind, Subject};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn ca() -> (CaKey, Certificate) {
+        let key = CaKey::generate().expect("random");
+        let subject = subject(Kind::Ca, key.public(), "mesh");
+        let cert = key
+            .sign(subject, SystemTime::now() - DAY, DAY * 365)
+            .expect("signs");
+        (key, cert)
+    }
+
+    fn subject(kind: Kind, key: [u8; 32], name: &str) -> Subject {
+        Subject {
+            kind,
+            key,
+            name: name.into(),
+            datacenter: "dc1".into(),
+            services: vec!["greeter".into()],
+            groups: vec![],
+        }
+    }
+
+    /// A node signed by `ca`, valid from `from` (relative to now) for `valid`.
+    fn node(ca: &CaKey, name: &str, from: SystemTime, valid: Duration) -> (Identity, Trust) {
+        let id = Identity::generate().expect("key");
+        let cert = ca
+            .sign(subject(Kind::Node, id.public().0, name), from, valid)
+            .expect("signs");
+        let trust = Trust::default();
+        trust.set_certificate(Some(cert));
+        (id, trust)
+    }
+
+    fn trusting(ca: &Certificate, side: (Identity, Trust)) -> (Identity, Trust) {
+        side.1.set_authorities(vec![ca.clone()]);
+        side
+    }
+
+    #[test]
+    fn nodes_a_trusted_ca_signed_meet_with_no_list_and_learn_each_others_certificates() {
+        let (key, cert) = ca();
+        let now = SystemTime::now();
+        let client = trusting(&cert, node(&key, "web-1", now - DAY, DAY * 30));
+        let server = trusting(&cert, node(&key, "greeter-1", now - DAY, DAY * 30));
+        let server_key = server.0.public();
+        let mut p = pair_of(client, server, server_key);
+        handshake(&mut p).expect("the CA vouches for both");
+        let at_server = peer_of(&p.server).expect("identified");
+        let at_client = peer_of(&p.client).expect("identified");
+        assert_eq!(at_server.key, p.client_key);
+        assert_eq!(
+            at_server.certificate.map(|c| c.subject.name.clone()),
+            Some("web-1".into())
+        );
+        assert_eq!(
+            at_client.certificate.map(|c| c.subject.name.clone()),
+            Some("greeter-1".into())
+        );
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_clients_are_refused_before_the_server_answers() {
+        let (key, cert) = ca();
+        let now = SystemTime::now();
+        for (from, valid) in [(now - DAY * 10, DAY), (now + DAY, DAY * 30)] {
+            let client = node(&key, "web-1", from, valid);
+            let server = trusting(
+                &cert,
+                (Identity::generate().expect("key"), Trust::default()),
+            );
+            let server_key = server.0.public();
+            let mut p = pair_of(client, server, server_key);
+            let (initiation, _) = flush(&mut p.client);
+            let refused = p
+                .server
+                .read_handshake(&initiation[0])
+                .expect_err("refused");
+            assert_eq!(refused.code, TransportErrorCode::CONNECTION_REFUSED);
+            assert_eq!(refused.reason, Refused::Expired.reason());
+            assert!(flush(&mut p.server).0.is_empty(), "nothing sent back");
+        }
+    }
+
+    #[test]
+    fn a_server_presenting_another_nodes_certificate_is_refused_by_the_client() {
+        let (key, cert) = ca();
+        let now = SystemTime::now();
+        let (_, borrowed) = node(&key, "greeter-1", now - DAY, DAY * 30);
+        let server_id = Identity::generate().expect("key");
+        let server_key = server_id.public();
+        let client = trusting(
+            &cert,
+            (Identity::generate().expect("key"), Trust::default()),
+        );
+        borrowed.replace([client.0.public()]);
+        let mut p = pair_of(client, (server_id, borrowed), server_key);
+        let (initiation, _) = flush(&mut p.client);
+        assert!(p.server.read_handshake(&initiation[0]).expect("dialed"));
+        let (chunks, _) = flush(&mut p.server);
+        let refused = p.client.read_handshake(&chunks[0]).expect_err("refused");
+        assert_eq!(refused.reason, Refused::BadCertificate.reason());
     }
 }
