@@ -9,6 +9,7 @@
 //! value may take in `keywords.rs`, the reading of a file in `file.rs`, the flags in
 //! `overrides.rs`, and the checks of single values, shared by file and flags, in `values.rs`.
 
+mod access;
 mod defaults;
 mod duration;
 mod errors;
@@ -30,13 +31,17 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use access::{AuthorizationConfig, AuthorizationRule, RateLimitConfig};
 pub use defaults::{
     DEFAULT_ADMIN_PORT, DEFAULT_API_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_TUNNEL_PORT,
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use errors::{ConfigError, ConfigErrors, COMMAND_LINE};
 pub use key::{decode_public_key, encode_public_key, KeyError};
-pub use keywords::{BrokerKind, LogFormat, OutboundKind, Protocol, RegistryKind, UnknownKeyword};
+pub use keywords::{
+    AuthorizationDefault, BrokerKind, LogFormat, OutboundKind, Protocol, RegistryKind,
+    UnknownKeyword,
+};
 pub use overrides::Overrides;
 pub use size::{format_size, parse_size};
 
@@ -65,6 +70,11 @@ pub struct Config {
     /// What local services subscribe to. `[[subscription]]` in the file.
     #[serde(rename = "subscription", skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// Who may call the local services.
+    pub authorization: AuthorizationConfig,
+    /// Rate limits on calls to local services. `[[rate_limit]]` in the file.
+    #[serde(rename = "rate_limit", skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitConfig>,
     /// Request deadlines for calls to services.
     pub deadlines: DeadlineConfig,
     /// Log output.

@@ -49,12 +49,31 @@ pub enum ProxyError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The serving node's authorization policy refused the caller: `403`, `forbidden`.
+    #[error("{caller} may not call service {service}")]
+    Forbidden {
+        /// The service called.
+        service: String,
+        /// Who called, as its certificate or key names it.
+        caller: String,
+    },
+    /// The service's rate limit on the serving node is spent for now: `429`, `rate-limited`,
+    /// with `retry-after`.
+    #[error("service {service} is over its rate limit; retry in {retry_after} s")]
+    RateLimited {
+        /// The service called.
+        service: String,
+        /// Whole seconds until a call may pass, at least 1.
+        retry_after: u64,
+    },
 }
 
 /// gRPC status codes used here.
 const GRPC_UNAVAILABLE: &str = "14";
 const GRPC_DEADLINE_EXCEEDED: &str = "4";
 const GRPC_INTERNAL: &str = "13";
+const GRPC_PERMISSION_DENIED: &str = "7";
+const GRPC_RESOURCE_EXHAUSTED: &str = "8";
 
 impl ProxyError {
     /// The HTTP status the caller gets.
@@ -66,6 +85,8 @@ impl ProxyError {
             ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -77,6 +98,8 @@ impl ProxyError {
             ProxyError::UpstreamFailed { .. } => "upstream-failed",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::BadRequest { .. } => "bad-request",
+            ProxyError::Forbidden { .. } => "forbidden",
+            ProxyError::RateLimited { .. } => "rate-limited",
         }
     }
 
@@ -84,6 +107,8 @@ impl ProxyError {
         match self {
             ProxyError::Timeout { .. } => GRPC_DEADLINE_EXCEEDED,
             ProxyError::BadRequest { .. } => GRPC_INTERNAL,
+            ProxyError::Forbidden { .. } => GRPC_PERMISSION_DENIED,
+            ProxyError::RateLimited { .. } => GRPC_RESOURCE_EXHAUSTED,
             _ => GRPC_UNAVAILABLE,
         }
     }
@@ -93,6 +118,9 @@ impl ProxyError {
     pub fn to_response(&self, grpc: bool) -> Response<Body> {
         let line = self.to_string();
         let mut builder = Response::builder().header("ferry-error", self.code());
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            builder = builder.header(header::RETRY_AFTER, *retry_after);
+        }
         if grpc {
             builder = builder
                 .status(StatusCode::OK)
@@ -232,6 +260,22 @@ mod tests {
                 504,
                 "timeout",
             ),
+            (
+                ProxyError::Forbidden {
+                    service: s(),
+                    caller: "web-1".into(),
+                },
+                403,
+                "forbidden",
+            ),
+            (
+                ProxyError::RateLimited {
+                    service: s(),
+                    retry_after: 1,
+                },
+                429,
+                "rate-limited",
+            ),
         ];
         for (error, status, code) in cases {
             let response = error.to_response(false);
@@ -255,5 +299,22 @@ mod tests {
         }
         .to_response(true);
         assert_eq!(r.headers()["grpc-status"], "4");
+    }
+
+    #[test]
+    fn refused_callers_get_permission_denied_or_resource_exhausted() {
+        let forbidden = ProxyError::Forbidden {
+            service: "billing".into(),
+            caller: "web-1".into(),
+        };
+        assert_eq!(forbidden.to_response(true).headers()["grpc-status"], "7");
+        let limited = ProxyError::RateLimited {
+            service: "billing".into(),
+            retry_after: 3,
+        };
+        let grpc = limited.to_response(true);
+        assert_eq!(grpc.headers()["grpc-status"], "8");
+        assert_eq!(grpc.headers()["retry-after"], "3");
+        assert_eq!(limited.to_response(false).headers()["retry-after"], "3");
     }
 }

@@ -2,7 +2,8 @@
 //! stream is the serving node's half of HTTP over a tunnel stream (the calling half is
 //! `forward/node.rs`): read the request's frames, send it to the local service through the
 //! upstream pools, write the response back as frames. A TCP stream is joined to a new
-//! connection to the service.
+//! connection to the service. Each call is first put to the node's [`Access`]: its
+//! authorization policy and the service's rate limit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,8 +14,11 @@ use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
-use ferry_tunnel::{IncomingStream, StreamHandler, StreamKind, StreamWriter, TunnelStream};
+use ferry_tunnel::{
+    IncomingStream, PeerIdentity, StreamHandler, StreamKind, StreamWriter, TunnelStream,
+};
 
+use crate::access::{Access, Call, Verdict};
 use crate::body::{self, Body};
 use crate::codec::body::{read_body, write_body};
 use crate::codec::{
@@ -28,20 +32,45 @@ use crate::pool::{connect_tcp, Upstreams};
 use crate::splice::{self, Prefixed};
 
 /// The handler for the streams peers open: each is served on the task that read its header.
-pub fn inbound_handler(directory: Arc<dyn Directory>, upstreams: Upstreams) -> StreamHandler {
+pub fn inbound_handler(
+    directory: Arc<dyn Directory>,
+    upstreams: Upstreams,
+    access: Arc<Access>,
+) -> StreamHandler {
     Arc::new(move |stream| {
         let directory = directory.clone();
         let upstreams = upstreams.clone();
-        Box::pin(async move { serve_stream(stream, directory.as_ref(), &upstreams).await })
+        let access = access.clone();
+        Box::pin(async move {
+            let local = Local {
+                directory: directory.as_ref(),
+                upstreams: &upstreams,
+                access: &access,
+            };
+            serve_stream(stream, local).await
+        })
     })
 }
 
-async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstreams: &Upstreams) {
-    let IncomingStream { header, stream, .. } = incoming;
+/// What serving a stream needs of this node.
+#[derive(Clone, Copy)]
+struct Local<'a> {
+    directory: &'a dyn Directory,
+    upstreams: &'a Upstreams,
+    access: &'a Access,
+}
+
+async fn serve_stream(incoming: IncomingStream, local: Local<'_>) {
+    let IncomingStream {
+        header,
+        stream,
+        peer,
+    } = incoming;
+    let directory = local.directory;
     match header.kind {
         StreamKind::Http => {
             let started = Instant::now();
-            let status = serve_http(stream, &header.service, directory, upstreams).await;
+            let status = serve_http(stream, &header.service, &peer, local).await;
             metrics::request(
                 &header.service,
                 directory.datacenter(),
@@ -56,6 +85,16 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
                 stream.reset();
                 return;
             };
+            let call = Call {
+                service: &header.service,
+                method: None,
+                path: None,
+            };
+            if local.access.check(&peer, &call) != Verdict::Serve {
+                // Closed at once: TCP has no way to say why.
+                stream.reset();
+                return;
+            }
             let tcp = match connect_tcp(addr).await {
                 Ok(tcp) => tcp,
                 Err(error) => {
@@ -80,9 +119,14 @@ async fn serve_stream(incoming: IncomingStream, directory: &dyn Directory, upstr
 async fn serve_http(
     stream: TunnelStream,
     service: &str,
-    directory: &dyn Directory,
-    upstreams: &Upstreams,
+    caller: &PeerIdentity,
+    node: Local<'_>,
 ) -> StatusCode {
+    let Local {
+        directory,
+        upstreams,
+        access,
+    } = node;
     let local = directory.local_service(service);
     let (reader, writer) = stream.into_split();
     let mut reader = FrameReader::new(reader);
@@ -112,6 +156,25 @@ async fn serve_http(
             return respond(error.to_response(grpc), writer, 0).await;
         }
     };
+    let call = Call {
+        service,
+        method: Some(&head.method),
+        path: Some(uri.path()),
+    };
+    let refusal = match access.check(caller, &call) {
+        Verdict::Serve => None,
+        Verdict::Forbidden(caller) => Some(ProxyError::Forbidden {
+            service: service.to_owned(),
+            caller,
+        }),
+        Verdict::Limited(wait) => Some(ProxyError::RateLimited {
+            service: service.to_owned(),
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }),
+    };
+    if let Some(error) = refusal {
+        return respond(error.to_response(grpc), writer, 0).await;
+    }
     let mut request = Request::new(body::empty());
     *request.method_mut() = head.method;
     *request.uri_mut() = uri;

@@ -19,6 +19,7 @@
 //! The proxy never reads config files: the node (`ferry-control`) hands it what it needs.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod balance;
 pub mod body;
 pub mod broker;
@@ -38,6 +39,7 @@ mod pool;
 mod retry;
 mod splice;
 mod target;
+mod throttle;
 
 pub use directory::{Directory, Endpoint, EndpointId, Resolution};
 pub use error::{ProxyError, TryError};

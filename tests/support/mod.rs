@@ -15,6 +15,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod broker;
+pub(crate) mod ca;
 pub(crate) mod clients;
 pub(crate) mod http;
 pub(crate) mod lab;

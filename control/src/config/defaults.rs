@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    AdminConfig, ApiConfig, BrokerConfig, BrokerKind, Config, DeadlineConfig, HealthConfig,
-    LogConfig, NodeConfig, OutboundConfig, OutboundKind, RegistryConfig, TunnelConfig,
+    AdminConfig, ApiConfig, AuthorizationConfig, BrokerConfig, BrokerKind, Config, DeadlineConfig,
+    HealthConfig, LogConfig, NodeConfig, OutboundConfig, OutboundKind, RegistryConfig,
+    TunnelConfig,
 };
 
 /// The default tunnel port (QUIC over UDP).
@@ -61,6 +62,8 @@ impl Config {
             },
             broker: BrokerConfig::default(),
             subscriptions: Vec::new(),
+            authorization: AuthorizationConfig::default(),
+            rate_limits: Vec::new(),
             deadlines: DeadlineConfig::default(),
             log: LogConfig::default(),
             source: None,

@@ -5,6 +5,7 @@
 //! (two listeners on one address, two services of one name). Walking the document and recording
 //! errors is in `document.rs`; turning one value into a typed one, in `convert.rs`.
 
+mod access;
 mod broker;
 mod convert;
 mod document;
@@ -27,7 +28,7 @@ const DURATION_EXAMPLE: &str = "\"1s\"";
 const ADDRESS_EXAMPLE: &str = "\"127.0.0.1:7701\"";
 
 /// The sections of a file.
-const ROOT_KEYS: [&str; 11] = [
+const ROOT_KEYS: [&str; 13] = [
     "node",
     "tunnel",
     "registry",
@@ -37,6 +38,8 @@ const ROOT_KEYS: [&str; 11] = [
     "api",
     "broker",
     "subscription",
+    "authorization",
+    "rate_limit",
     "deadlines",
     "log",
 ];
@@ -185,11 +188,29 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|t| self.subscription(t))
             .collect();
-        self.check_subscribers(&subscriptions, &config.services);
+        let subscribers: Vec<_> = subscriptions.iter().filter_map(|s| s.service()).collect();
+        let what = "a subscription delivers to a local service";
+        self.check_local_services(&subscribers, &config.services, what);
         config.subscriptions = subscriptions
             .into_iter()
             .filter_map(|s| s.subscription)
             .collect();
+        let mut guarded = Vec::new();
+        if let Some(table) = self.table(root, "authorization") {
+            let has_ca = !config.tunnel.ca.is_empty();
+            config.authorization = self.authorization(&table, has_ca, &mut guarded);
+        }
+        let what = "a rule is about a service this node fronts, or \"*\"";
+        self.check_local_services(&guarded, &config.services, what);
+        let mut limited = Vec::new();
+        config.rate_limits = self
+            .tables(root, "rate_limit")
+            .iter()
+            .filter_map(|t| self.rate_limit(t, &mut limited))
+            .collect();
+        let what = "a rate limit is on a service this node fronts";
+        self.check_local_services(&limited, &config.services, what);
+        self.check_rate_limits(&limited);
         if let Some(table) = self.table(root, "deadlines") {
             self.deadlines(&table, &mut config.deadlines);
         }

@@ -160,3 +160,17 @@ keyword_enum! {
         Nats = "nats",
     }
 }
+
+keyword_enum! {
+    /// What `[authorization]` does with a call no rule allows.
+    #[derive(Default)]
+    pub enum AuthorizationDefault ("authorization default") {
+        /// Serve it: the rules are not consulted.
+        #[default]
+        Allow = "allow",
+        /// Refuse it.
+        Deny = "deny",
+        /// Serve it, and log and count it as a denial.
+        Audit = "audit",
+    }
+}

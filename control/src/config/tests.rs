@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError};
 
+mod access;
 mod broker;
 mod defaults;
 mod overrides;

@@ -2,6 +2,7 @@
 //! wired together from a [`Config`]. Its state, and the views the admin API serves of it, are
 //! in `state.rs` and `views.rs`.
 
+mod access;
 mod state;
 mod trust;
 mod views;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use ferry_proxy::access::Access;
 use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings, NatsSettings};
 use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, Trust};
@@ -218,7 +220,13 @@ impl Node {
             };
             listeners.push(task);
         }
-        network.serve_streams(ferry_proxy::inbound_handler(directory, upstreams.clone()));
+        let access = Arc::new(Access::default());
+        access::apply(&access, &config);
+        network.serve_streams(ferry_proxy::inbound_handler(
+            directory,
+            upstreams.clone(),
+            access.clone(),
+        ));
 
         let subscribers = Arc::new(NodeSubscribers::new(
             config.node.name.clone(),
@@ -273,6 +281,7 @@ impl Node {
             registry,
             record,
             outbound,
+            access,
             shutdown,
             reload_error: RwLock::new(None),
             listeners_up: AtomicBool::new(false),

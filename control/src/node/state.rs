@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tracing::warn;
 
+use ferry_proxy::access::Access;
 use ferry_proxy::Outbound;
 use ferry_tunnel::{Network, PublicKey};
 
@@ -33,6 +34,8 @@ pub struct NodeState {
     /// This node as the registry publishes it; changed when its services change.
     pub(super) record: watch::Sender<NodeRecord>,
     pub(super) outbound: Arc<Outbound>,
+    /// Who may call the local services, and how often.
+    pub(super) access: Arc<Access>,
     pub(super) shutdown: watch::Sender<bool>,
     /// Why the last reload was refused, until a good one comes.
     pub(super) reload_error: RwLock<Option<String>>,
@@ -141,6 +144,9 @@ impl NodeState {
             changed
         });
         self.outbound.set_settings(super::outbound_settings(&new));
+        if old.authorization != new.authorization || old.rate_limits != new.rate_limits {
+            super::access::apply(&self.access, &new);
+        }
         match TrustConfig::read(&new, Some(self.key)) {
             Ok(trust) => {
                 notes.extend(trust.warnings.iter().cloned());

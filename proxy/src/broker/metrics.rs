@@ -1,11 +1,12 @@
 //! The broker's metrics, named as the reference lists them, and a log of lost messages that
 //! cannot flood the node's output.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use tracing::warn;
+
+use crate::throttle::Throttle;
 
 /// `ferry_broker_published_total{topic,result}`.
 pub(super) fn published(topic: &str, result: &'static str) {
@@ -39,37 +40,21 @@ pub(super) fn queued(bytes: usize) {
 /// a subscriber that fails every message must not fill the disk with the same line.
 #[derive(Default)]
 pub(super) struct LossLog {
-    state: Mutex<LossState>,
-}
-
-#[derive(Default)]
-struct LossState {
-    last: Option<Instant>,
-    unlogged: u64,
+    throttle: Throttle,
 }
 
 impl LossLog {
     /// A message on `topic` is dropped, for `reason` (a metric label) and `detail`.
     pub(super) fn lost(&self, topic: &str, reason: &'static str, detail: &str) {
         counter!("ferry_broker_dropped_total", "reason" => reason).increment(1);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if state
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
-            state.unlogged += 1;
-            return;
+        if let Some(unlogged) = self.throttle.pass() {
+            warn!(
+                topic,
+                reason,
+                detail,
+                unlogged_since_last = unlogged,
+                "message dropped"
+            );
         }
-        let unlogged = std::mem::take(&mut state.unlogged);
-        state.last = Some(now);
-        drop(state);
-        warn!(
-            topic,
-            reason,
-            detail,
-            unlogged_since_last = unlogged,
-            "message dropped"
-        );
     }
 }

@@ -181,6 +181,11 @@ impl NodeBuilder {
         &self.name
     }
 
+    /// The datacenter it will be in (`datacenter` sets it).
+    pub(crate) fn configured_datacenter(&self) -> &str {
+        &self.datacenter
+    }
+
     pub(crate) fn public_key(&self) -> &str {
         &self.public_key
     }

@@ -11,6 +11,7 @@ use tracing::debug;
 use crate::header::StreamHeader;
 use crate::identity::PublicKey;
 use crate::link::{Link, TunnelStream};
+use crate::noise::PeerIdentity;
 
 /// A peer can take this long to send a stream's header.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,8 +28,10 @@ pub struct IncomingStream {
     pub header: StreamHeader,
     /// The stream itself, past its header.
     pub stream: TunnelStream,
-    /// The node that opened it, as its link's handshake proved.
-    pub peer: PublicKey,
+    /// The node that opened it, as its link's handshake proved: its key, and its
+    /// certificate when a trusted CA vouched for it. Through gateways, still the node that
+    /// opened it: a relayed session's handshake is end to end.
+    pub peer: PeerIdentity,
 }
 
 /// Where the streams of every link go: to the handler, once one is set.
@@ -50,7 +53,11 @@ impl Streams {
 
     /// Hands each stream `peer` opens on `link` to the handler until the link closes. Streams
     /// that come before there is a handler wait in quinn, bounded by its stream limit.
-    pub(super) async fn accept(&self, link: Link, peer: PublicKey) {
+    pub(super) async fn accept(&self, link: Link, key: PublicKey) {
+        let peer = link.peer().unwrap_or(PeerIdentity {
+            key,
+            certificate: None,
+        });
         let mut handler = self.handler.subscribe();
         let handler = match handler.wait_for(Option::is_some).await {
             Ok(ready) => ready.clone(),
@@ -60,7 +67,7 @@ impl Streams {
             return;
         };
         while let Ok(mut stream) = link.accept().await {
-            let handler = handler.clone();
+            let (handler, peer) = (handler.clone(), peer.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HEADER_TIMEOUT, stream.read_header()).await {
                     Ok(Ok(header)) => {

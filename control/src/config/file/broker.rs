@@ -1,10 +1,11 @@
 //! The publish-and-subscribe sections: `[api]`, `[broker]` and `[[subscription]]`.
 
+use super::access::Named;
 use super::convert::{expected, quoted, text};
 use super::document::Table;
 use super::{Reader, ADDRESS_EXAMPLE, DURATION_EXAMPLE};
 use crate::config::values;
-use crate::config::{ApiConfig, BrokerConfig, BrokerKind, ServiceConfig, SubscriptionConfig};
+use crate::config::{ApiConfig, BrokerConfig, BrokerKind, SubscriptionConfig};
 use crate::config::{DEFAULT_NATS_PREFIX, DEFAULT_NATS_STREAM};
 
 const SIZE_EXAMPLE: &str = "\"1MiB\"";
@@ -16,7 +17,14 @@ const DEFAULT_NATS_SERVER: &str = "nats://127.0.0.1:4222";
 /// of the subscription is bad, so that one pass reports both).
 pub(super) struct SubscriptionRead {
     pub(super) subscription: Option<SubscriptionConfig>,
-    service: Option<(String, String, usize)>,
+    service: Option<Named>,
+}
+
+impl SubscriptionRead {
+    /// The service it delivers to, and where the file names it.
+    pub(super) fn service(&self) -> Option<Named> {
+        self.service.clone()
+    }
 }
 
 impl Reader<'_> {
@@ -108,7 +116,7 @@ impl Reader<'_> {
         let dead_letter = self.field(table, "dead_letter", &text(values::topic));
         let named = service
             .clone()
-            .map(|(name, line)| (name, table.child_key("service"), line));
+            .map(|(name, line)| Named::new(name, table.child_key("service"), line));
         let subscription = (|| {
             let (service, _) = service?;
             Some(SubscriptionConfig {
@@ -123,26 +131,6 @@ impl Reader<'_> {
         SubscriptionRead {
             subscription,
             service: named,
-        }
-    }
-
-    /// A subscription delivers to a service of this node: one the file does not list is an
-    /// error where the subscription names it.
-    pub(super) fn check_subscribers(
-        &mut self,
-        read: &[SubscriptionRead],
-        services: &[ServiceConfig],
-    ) {
-        for (service, key, line) in read.iter().filter_map(|s| s.service.as_ref()) {
-            if !services
-                .iter()
-                .any(|c| c.name.eq_ignore_ascii_case(service))
-            {
-                let message = format!(
-                    "no [[service]] named \"{service}\": a subscription delivers to a local service"
-                );
-                self.push(*line, key.clone(), message);
-            }
         }
     }
 }
