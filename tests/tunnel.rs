@@ -241,3 +241,34 @@ fn a_slow_reader_never_makes_a_node_buffer_without_bound() {
         200
     );
 }
+
+#[test]
+fn links_update_their_keys_on_schedule_and_keep_carrying_calls() {
+    let web = Backend::http("web");
+    let b = Node::builder("b")
+        .tunnel_line("rekey = \"200ms\"")
+        .service(Service::http("greeter", web.address).health("/healthz"));
+    let a = Node::builder("a")
+        .tunnel_line("rekey = \"200ms\"")
+        .peer(b.tunnel(), b.public_key());
+    let b = b.trust(a.public_key()).start();
+    let a = a.start();
+    wait_ready(&a);
+    wait_routable(&a, "greeter");
+    let updates = |node: &Node| metric(node, "ferry_tunnel_key_updates_total");
+    let before = (updates(&a), updates(&b));
+    let handshakes = metric(&b, r#"ferry_tunnel_handshakes_total{result="ok"}"#);
+    eventually(Duration::from_secs(10), || {
+        let r = get(a.outbound, "greeter", "/hello")?;
+        assert_eq!(r.status, 200, "a call while keys change: {}", r.body);
+        let now = (updates(&a), updates(&b));
+        (now.0 >= before.0 + 5.0 && now.1 >= before.1 + 5.0)
+            .then_some(())
+            .ok_or_else(|| format!("key updates went from {before:?} to {now:?}"))
+    });
+    assert_eq!(
+        metric(&b, r#"ferry_tunnel_handshakes_total{result="ok"}"#),
+        handshakes,
+        "the keys changed on the same link: no new handshake"
+    );
+}

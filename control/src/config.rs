@@ -134,6 +134,9 @@ pub struct TunnelConfig {
         serialize_with = "serialize_optional_path"
     )]
     pub certificate: Option<PathBuf>,
+    /// How often each link updates its 1-RTT keys.
+    #[serde(serialize_with = "serialize_duration")]
+    pub rekey: Duration,
 }
 
 /// One entry of `tunnel.peers`.

@@ -2,6 +2,7 @@
 //! what no command makes (expired, not yet valid), with the library.
 
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use ferry_tunnel::certificate::{CaKey, Certificate, Kind, Subject};
@@ -44,7 +45,19 @@ impl Ca {
     /// Signs `node`'s key with `ferry ca sign` for `services`, into `node.crt` in the node's
     /// directory; returns the file name, for `[tunnel] certificate`.
     pub(crate) fn sign(&self, node: &NodeBuilder, services: &[&str]) -> &'static str {
-        let out = node.dir().join("node.crt");
+        let subject = (node.name(), node.public_key(), node.configured_datacenter());
+        self.sign_into(subject, &node.dir().join("node.crt"), services);
+        "node.crt"
+    }
+
+    /// Signs the key of a node named `name` in `datacenter` with `ferry ca sign` for
+    /// `services`, into `out` (replacing it: a renewal).
+    pub(crate) fn sign_into(
+        &self,
+        (name, key, datacenter): (&str, &str, &str),
+        out: &Path,
+        services: &[&str],
+    ) {
         let dir = self.dir();
         let mut args = vec![
             "ca",
@@ -52,11 +65,11 @@ impl Ca {
             "--ca",
             &dir,
             "--pubkey",
-            node.public_key(),
+            key,
             "--name",
-            node.name(),
+            name,
             "--datacenter",
-            node.configured_datacenter(),
+            datacenter,
             "--out",
             out.to_str().expect("UTF-8"),
         ];
@@ -66,7 +79,13 @@ impl Ca {
         }
         let signed = ferry(&args, self.dir.path());
         assert!(signed.success(), "{signed:?}");
-        "node.crt"
+    }
+
+    /// The CA's public key, base64, as `/status` names an issuer.
+    pub(crate) fn key(&self) -> String {
+        let text = fs::read_to_string(self.certificate()).expect("the CA certificate");
+        let ca = Certificate::from_pem(&text).expect("a certificate");
+        ferry_tunnel::PublicKey(ca.subject.key).to_string()
     }
 
     /// A certificate for `node` valid from `not_before` for `valid`, which `ferry ca sign`

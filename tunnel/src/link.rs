@@ -126,6 +126,16 @@ impl Link {
         self.conn.close(0u32.into(), reason.as_bytes());
     }
 
+    /// Updates the link's 1-RTT keys every `period`, for as long as it is awaited.
+    pub(crate) async fn rekey_every(&self, period: Duration) {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.conn.force_key_update();
+        }
+    }
+
     /// Opens a stream to the peer for one request or TCP connection.
     pub async fn open(&self, header: &StreamHeader) -> Result<TunnelStream, Error> {
         let held = self.hold().ok_or(Error::LinkIdle)?;

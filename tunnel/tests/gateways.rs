@@ -67,6 +67,7 @@ fn config(
         trust: Arc::new(Trust::new(trusted.iter().copied())),
         // Longer than any test here runs, unless the test says otherwise.
         idle_link: Duration::from_secs(300),
+        rekey: Duration::from_secs(120),
     }
 }
 

@@ -36,6 +36,7 @@ fn node(
         peers,
         trust: Arc::new(Trust::new(trusted)),
         idle_link: Duration::from_secs(300),
+        rekey: Duration::from_secs(120),
     })
     .expect("the network starts");
     common::serve_echo(&network);

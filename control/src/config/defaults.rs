@@ -46,6 +46,7 @@ impl Config {
                 trust_file: None,
                 ca: Vec::new(),
                 certificate: None,
+                rekey: Duration::from_secs(120),
             },
             registry: RegistryConfig::default(),
             services: Vec::new(),

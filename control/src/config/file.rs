@@ -44,7 +44,7 @@ const ROOT_KEYS: [&str; 13] = [
     "log",
 ];
 
-const TUNNEL_KEYS: [&str; 8] = [
+const TUNNEL_KEYS: [&str; 9] = [
     "listen",
     "advertise",
     "gateway",
@@ -53,6 +53,7 @@ const TUNNEL_KEYS: [&str; 8] = [
     "trust_file",
     "ca",
     "certificate",
+    "rekey",
 ];
 
 /// Which registry kind uses each kind-specific `[registry]` key.
@@ -268,6 +269,10 @@ impl<'a> Reader<'a> {
             .collect();
         let certificate = self.field(table, "certificate", &text(values::path));
         tunnel.certificate = certificate.map(|path| self.dir.join(path));
+        let duration = quoted(values::positive_duration, DURATION_EXAMPLE);
+        if let Some(rekey) = self.field(table, "rekey", &duration) {
+            tunnel.rekey = rekey;
+        }
     }
 
     fn peer(&mut self, table: &Table) -> Option<PeerConfig> {

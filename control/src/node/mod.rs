@@ -141,6 +141,7 @@ impl Node {
             peers,
             trust,
             idle_link: IDLE_LINK,
+            rekey: config.tunnel.rekey,
         })
         .map_err(|e| e.to_string())?;
         let tunnel = network.local_addr().map_err(|e| e.to_string())?;

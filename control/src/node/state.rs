@@ -244,6 +244,7 @@ impl NodeState {
                 CertificateView {
                     kind,
                     name: cert.subject.name.clone(),
+                    issuer: PublicKey(cert.issuer).to_string(),
                     valid: cert.validity(),
                     expires_in_seconds: left as i64,
                     warning,

@@ -48,6 +48,8 @@ pub struct CertificateView {
     pub kind: &'static str,
     /// The name it vouches for.
     pub name: String,
+    /// The public key of the CA that signed it, base64.
+    pub issuer: String,
     /// `FROM to UNTIL`, RFC 3339.
     pub valid: String,
     /// Whole seconds until it expires; negative once it has.

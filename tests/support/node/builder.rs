@@ -65,6 +65,7 @@ pub(crate) struct NodeBuilder {
     trust_file: Option<String>,
     ca: Vec<String>,
     certificate: Option<String>,
+    tunnel_lines: Vec<String>,
     raw: Vec<String>,
     netns: Option<String>,
     gateway: bool,
@@ -109,6 +110,7 @@ impl NodeBuilder {
             trust_file: None,
             ca: Vec::new(),
             certificate: None,
+            tunnel_lines: Vec::new(),
             raw: Vec::new(),
             netns: None,
             gateway: false,
@@ -240,6 +242,9 @@ impl NodeBuilder {
         if let Some(file) = &self.certificate {
             let _ = writeln!(toml, "certificate = {}", q(file));
         }
+        for line in &self.tunnel_lines {
+            let _ = writeln!(toml, "{line}");
+        }
         toml.push('\n');
         let _ = writeln!(toml, "[admin]\nlisten = {}\n", q(&self.admin.to_string()));
         let _ = writeln!(toml, "[api]\nlisten = {}\n", q(&self.api.to_string()));
@@ -277,6 +282,12 @@ impl NodeBuilder {
     /// node's directory); repeatable.
     pub(crate) fn ca(mut self, file: &str) -> Self {
         self.ca.push(file.to_owned());
+        self
+    }
+
+    /// A line of TOML in `[tunnel]`, such as `rekey = "200ms"`.
+    pub(crate) fn tunnel_line(mut self, line: &str) -> Self {
+        self.tunnel_lines.push(line.to_owned());
         self
     }
 

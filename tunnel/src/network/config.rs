@@ -40,4 +40,8 @@ pub struct NetworkConfig {
     /// gateways) closes once no stream has been open on it this long; the next call dials
     /// again. Links to configured and discovered peers stay up.
     pub idle_link: Duration,
+    /// How often each link updates its 1-RTT keys (a QUIC key update: both directions move
+    /// to keys derived one-way from the old), so that a key stolen from memory reads at most
+    /// this long of traffic back. WireGuard rekeys every 2 minutes.
+    pub rekey: Duration,
 }

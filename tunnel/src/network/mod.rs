@@ -117,6 +117,7 @@ impl Network {
             inner,
             trust: config.trust,
             idle_link: config.idle_link,
+            rekey: config.rekey,
             core,
         }));
         let _ = network.set(Arc::downgrade(&shared));

@@ -102,6 +102,7 @@ pub(super) fn adopt(shared: &Arc<Shared>, key: PublicKey, link: Link, dialed: bo
         tokio::select! {
             _ = shared.streams.accept(link.clone(), key) => {}
             _ = link.closed() => {}
+            _ = link.rekey_every(shared.rekey) => {}
         }
         shared.update(|core| core.peers.closed(link.id(), now()));
     });

@@ -95,6 +95,10 @@ async fn exchange(shared: &Arc<Shared>, link: &Link, key: PublicKey) -> Result<(
             link.clone(),
             session,
         ))),
+        Aborting(tokio::spawn({
+            let (link, period) = (link.clone(), shared.rekey);
+            async move { link.rekey_every(period).await }
+        })),
     ];
     let result = match accepted {
         Ok(()) => read_updates(shared, link, &mut stream, session, certificate.as_deref()).await,

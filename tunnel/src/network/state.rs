@@ -174,6 +174,8 @@ pub(super) struct Shared {
     pub(super) streams: Streams,
     /// See [`NetworkConfig::idle_link`](super::NetworkConfig::idle_link).
     pub(super) idle_link: Duration,
+    /// See [`NetworkConfig::rekey`](super::NetworkConfig::rekey).
+    pub(super) rekey: Duration,
     /// Dials for calls, shared by the calls that wait for the same node.
     pub(super) dials: SharedDials<PublicKey, Result<Link, Arc<Error>>>,
     /// Incoming handshakes by what was decided: accepted, retried, dropped.
@@ -193,6 +195,7 @@ pub(super) struct Parts {
     pub(super) inner: Transport,
     pub(super) trust: Arc<Trust>,
     pub(super) idle_link: Duration,
+    pub(super) rekey: Duration,
     pub(super) core: Core,
 }
 
@@ -207,6 +210,7 @@ impl Shared {
             trust: parts.trust,
             streams: Streams::new(),
             idle_link: parts.idle_link,
+            rekey: parts.rekey,
             dials: SharedDials::default(),
             admitted: Default::default(),
             core: Mutex::new(parts.core),

@@ -456,6 +456,8 @@ impl Session for NoiseSession {
     }
 
     fn next_1rtt_keys(&mut self) -> Option<KeyPair<Box<dyn PacketKey>>> {
+        // quinn asks for the next keys once ahead of each update, the first at the handshake.
+        metrics::counter!("ferry_tunnel_key_updates_total").increment(1);
         let quic = self.keys.quic;
         let side = self.side;
         let s = self.schedule.as_mut()?;
