@@ -2,7 +2,7 @@
 //! signed is trusted with no list naming its key; expired, not-yet-valid, wrongly signed and
 //! tampered certificates are refused and counted; a node announces only the services its
 //! certificate names; a renewed certificate file is taken without a restart. Real `ferry`
-//! processes on loopback; needs no root.
+//! processes on loopback, and one test between network namespaces (root and `ip`).
 
 mod support;
 
@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use ferry_tunnel::certificate::Certificate;
 use support::ca::{write_certificate, Ca};
+use support::netns::NetnsPair;
 use support::{
-    eventually, ferry, get, metric, wait_ready, wait_routable, Backend, Node, NodeBuilder, Service,
+    eventually, ferry, get, get_in, metric, wait_ready, wait_routable, Backend, Node, NodeBuilder,
+    Service,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -224,4 +226,56 @@ fn ferry_check_names_a_certificate_for_another_node() {
         "{ran:?}"
     );
     assert!(ran.stderr.contains("is for the key"), "{ran:?}");
+}
+
+/// Across two network namespaces joined by a veth pair: a client the CA signed reaches the
+/// server, which lists no key, and a client with a tampered certificate does not.
+#[test]
+fn between_namespaces_a_signed_node_joins_and_a_tampered_one_is_refused() {
+    let hosts = NetnsPair::new();
+    let ca = Ca::new("mesh");
+    let web = Backend::http_in(hosts.b.netns(), "greeter-across");
+    let b = Node::builder("ns-server")
+        .netns(&hosts.b.name)
+        .tunnel_ip(hosts.b.ip)
+        .ca(&ca.certificate())
+        .service(Service::http("greeter", web.address).health("/healthz"));
+    let cert = ca.sign(&b, &["greeter"]);
+    let b = b.certificate(cert).start();
+    wait_ready(&b);
+    let client = |name: &str, tamper: bool| {
+        let a = Node::builder(name)
+            .netns(&hosts.a.name)
+            .tunnel_ip(hosts.a.ip)
+            .peer(b.tunnel, &b.public_key);
+        // A node checks its own certificate against the CAs it trusts: the tampered one
+        // trusts none, so that it starts and presents what it was given.
+        let a = if tamper { a } else { a.ca(&ca.certificate()) };
+        let good = ca.sign(&a, &[]);
+        let cert = if tamper {
+            let text = fs::read_to_string(a.dir().join(good)).expect("reads");
+            let mut cert = Certificate::from_pem(&text).expect("a certificate");
+            cert.subject.groups.push("admins".into());
+            write_certificate(&a, &cert)
+        } else {
+            good
+        };
+        a.certificate(cert).start()
+    };
+    let signed = client("ns-signed", false);
+    wait_ready(&signed);
+    wait_routable(&signed, "greeter");
+    let tampered = client("ns-tampered", true);
+    eventually(Duration::from_secs(20), || {
+        (handshakes(&b, "bad-certificate") >= 1.0)
+            .then_some(())
+            .ok_or("no bad-certificate refusal yet")
+    });
+    let answer = get_in(
+        tampered.netns.as_deref(),
+        tampered.outbound,
+        "greeter",
+        "/hello",
+    );
+    assert_eq!(answer.map(|r| r.status), Ok(503));
 }

@@ -9,12 +9,13 @@ Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on th
 alternating targets round by round, and writes benches/RESULTS.md and benches/results.png;
 then times failover, convergence and joining in a three-datacenter mesh and writes
 benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writes
-benches/BROKER.md.
+benches/BROKER.md; then the cost of certificates and authorization rules, in
+benches/IDENTITY.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
                 3 trials of the datacenters scenario instead of 10
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers`, `datacenters` or `broker`: run that part only
+  --only PART   `peers`, `datacenters`, `broker` or `identity`: run that part only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -37,6 +38,8 @@ pub(crate) enum Part {
     Datacenters,
     /// Publish and subscribe beside NATS.
     Broker,
+    /// Handshakes with certificates, and calls checked by authorization rules.
+    Identity,
 }
 
 impl Options {
@@ -80,9 +83,10 @@ impl Options {
                         Some("peers") => Part::Peers,
                         Some("datacenters") => Part::Datacenters,
                         Some("broker") => Part::Broker,
+                        Some("identity") => Part::Identity,
                         other => {
                             return Err(Error::Usage(format!(
-                                "--only takes `peers` or `datacenters`, not {other:?}"
+                                "--only takes `peers`, `datacenters`, `broker` or `identity`, not {other:?}"
                             )))
                         }
                     });

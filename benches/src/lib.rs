@@ -19,6 +19,7 @@ mod error;
 mod external;
 mod ferry;
 mod haproxy;
+mod identity;
 mod lab;
 mod load;
 mod machine;

@@ -11,7 +11,7 @@ use crate::lab::{self, Lab};
 use crate::load::{self, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{broker, chart, datacenters, external, ferry, report, usage};
+use crate::{broker, chart, datacenters, external, ferry, identity, report, usage};
 
 /// Metric names, shared with the report.
 pub(crate) mod metric {
@@ -152,6 +152,22 @@ async fn run(options: Options) -> Result<()> {
             &out_dir,
             "DATACENTERS.md",
             "datacenters",
+            md,
+            &figures.notes,
+        )?;
+    }
+    if options.runs_part(Part::Identity) {
+        let peers = peers::ensure().await?;
+        println!("starting the identity targets on loopback");
+        let timing = (timing.warmup, timing.measure);
+        let figures =
+            identity::measure(&ferry_bin, &peers.nginx, dir, options.runs, timing).await?;
+        let md = identity::section(&figures);
+        write_part(
+            &options,
+            &out_dir,
+            "IDENTITY.md",
+            "identity",
             md,
             &figures.notes,
         )?;
