@@ -3,7 +3,9 @@
 //! (403 `forbidden`, 429 `rate-limited` with `retry-after`), to grpcio (PERMISSION_DENIED,
 //! RESOURCE_EXHAUSTED) and to redis-cli (the TCP stream cut); audit mode serves and counts;
 //! rules reload; and across datacenters the rule sees the caller, not the gateways. The
-//! loopback tests need no root; the one across datacenters needs root and `ip`.
+//! serving node and its workloads run in one network namespace, the callers and their
+//! clients in another, joined by a veth pair; across datacenters, a LAN each and a WAN that
+//! only the gateways touch. Needs root and `ip` (iproute2).
 
 mod support;
 
@@ -13,36 +15,63 @@ use std::time::Duration;
 use support::ca::Ca;
 use support::lab::Lab;
 use support::mesh::{one_at_a_time, MeshPlan};
+use support::netns::NetnsPair;
 use support::{
-    eventually, get, get_in, grpc_call, metric, redis_cli, wait_ready, wait_routable, Backend,
-    Node, NodeBuilder, Response, Service,
+    eventually, get_in, grpc_call_in, metric, redis_cli_in, wait_ready, wait_routable, Backend,
+    GrpcOutcome, Node, NodeBuilder, Response, Service,
 };
 
-/// The workloads of the serving node: HTTP, gRPC and redis.
-struct Workloads {
+/// The serving node's host (`b`) with its workloads, HTTP, gRPC and redis, and the callers'
+/// host (`a`). Declared first, so that it outlives (and is removed after) what runs in it.
+struct Hosts {
+    pair: NetnsPair,
     http: Backend,
     grpc: Backend,
     redis: Backend,
 }
 
-impl Workloads {
-    fn new() -> Workloads {
-        Workloads {
-            http: Backend::http("greeter-guarded"),
-            grpc: Backend::grpc("grpc-guarded"),
-            redis: Backend::redis("redis-guarded"),
+impl Hosts {
+    fn new() -> Hosts {
+        let pair = NetnsPair::new();
+        let b = pair.b.netns();
+        Hosts {
+            http: Backend::http_in(b, "greeter-guarded"),
+            grpc: Backend::grpc_in(b, "grpc-guarded"),
+            redis: Backend::redis_in(b, "redis-guarded"),
+            pair,
         }
     }
 }
 
-/// A node trusting `ca`, fronting the workloads under a certificate that names them, with
-/// `policy` (TOML sections) appended to its config.
-fn server(ca: &Ca, workloads: &Workloads, policy: &str) -> Node {
+/// In `a`'s namespace, as its application would: `GET /hello` to greeter through `node`.
+fn get(node: &Node) -> Result<Response, String> {
+    get_in(node.netns.as_deref(), node.outbound, "greeter", "/hello")
+}
+
+fn grpc_hello(node: &Node) -> GrpcOutcome {
+    grpc_call_in(
+        node.netns.as_deref(),
+        node.outbound,
+        "hello",
+        "SayHello",
+        &["hi"],
+    )
+}
+
+fn redis_ping(node: &Node) -> Result<String, String> {
+    redis_cli_in(node.netns.as_deref(), node.tcp_outbound("redis"), &["PING"])
+}
+
+/// A node in `b` trusting `ca`, fronting the workloads under a certificate that names them,
+/// with `policy` (TOML sections) appended to its config.
+fn server(ca: &Ca, hosts: &Hosts, policy: &str) -> Node {
     let b = Node::builder("guarded")
+        .netns(&hosts.pair.b.name)
+        .tunnel_ip(hosts.pair.b.ip)
         .ca(&ca.certificate())
-        .service(Service::http("greeter", workloads.http.address).health("/healthz"))
-        .service(Service::grpc("hello", workloads.grpc.address))
-        .service(Service::tcp("redis", workloads.redis.address))
+        .service(Service::http("greeter", hosts.http.address).health("/healthz"))
+        .service(Service::grpc("hello", hosts.grpc.address))
+        .service(Service::tcp("redis", hosts.redis.address))
         .raw(policy);
     let cert = ca.sign(&b, &["greeter", "hello", "redis"]);
     let b = b.certificate(cert).start();
@@ -50,9 +79,11 @@ fn server(ca: &Ca, workloads: &Workloads, policy: &str) -> Node {
     b
 }
 
-/// A caller named `name`, signed by `ca`, dialing `b`, with a TCP outbound to redis.
-fn caller(name: &str, ca: &Ca, b: &Node) -> Node {
+/// A caller in `a` named `name`, signed by `ca`, dialing `b`, with a TCP outbound to redis.
+fn caller(name: &str, ca: &Ca, hosts: &Hosts, b: &Node) -> Node {
     let a = Node::builder(name)
+        .netns(&hosts.pair.a.name)
+        .tunnel_ip(hosts.pair.a.ip)
         .ca(&ca.certificate())
         .peer(b.tunnel, &b.public_key)
         .tcp_outbound("redis");
@@ -66,7 +97,7 @@ fn caller(name: &str, ca: &Ca, b: &Node) -> Node {
 fn wait_answered(a: &Node, status: u16) -> Response {
     let mut last = None;
     eventually(Duration::from_secs(20), || {
-        let response = get(a.outbound, "greeter", "/hello")?;
+        let response = get(a)?;
         let got = response.status;
         last = Some(response);
         (got == status)
@@ -96,21 +127,17 @@ from = ["node:trusted-caller"]
 
 #[test]
 fn under_deny_a_caller_no_rule_allows_is_refused_by_curl_grpc_and_tcp() {
+    let hosts = Hosts::new();
     let ca = Ca::new("mesh");
-    let workloads = Workloads::new();
-    let b = server(&ca, &workloads, DENY_BUT_TRUSTED_CALLER);
-    let trusted = caller("trusted-caller", &ca, &b);
-    let stranger = caller("stranger", &ca, &b);
+    let b = server(&ca, &hosts, DENY_BUT_TRUSTED_CALLER);
+    let trusted = caller("trusted-caller", &ca, &hosts, &b);
+    let stranger = caller("stranger", &ca, &hosts, &b);
 
     wait_routable(&trusted, "greeter");
-    let served = get(trusted.outbound, "greeter", "/hello").expect("answered");
+    let served = get(&trusted).expect("answered");
     assert_eq!(served.status, 200, "{served:?}");
-    assert_eq!(
-        grpc_call(trusted.outbound, "hello", "SayHello", &["hi"]).code,
-        "OK"
-    );
-    let pong = redis_cli(trusted.tcp_outbound("redis"), &["PING"]);
-    assert_eq!(pong.as_deref(), Ok("PONG"));
+    assert_eq!(grpc_hello(&trusted).code, "OK");
+    assert_eq!(redis_ping(&trusted).as_deref(), Ok("PONG"));
 
     let refused = wait_answered(&stranger, 403);
     assert_eq!(
@@ -123,9 +150,9 @@ fn under_deny_a_caller_no_rule_allows_is_refused_by_curl_grpc_and_tcp() {
         line.contains("stranger") && line.contains("greeter") && !line.contains('\n'),
         "one line naming the caller and the service: {line:?}"
     );
-    let grpc = grpc_call(stranger.outbound, "hello", "SayHello", &["hi"]);
+    let grpc = grpc_hello(&stranger);
     assert_eq!(grpc.code, "PERMISSION_DENIED", "{grpc:?}");
-    let cut = redis_cli(stranger.tcp_outbound("redis"), &["PING"]);
+    let cut = redis_ping(&stranger);
     assert!(cut.is_err(), "the TCP stream is closed at once: {cut:?}");
 
     assert!(decisions(&b, "greeter", "allow") >= 1.0);
@@ -136,11 +163,11 @@ fn under_deny_a_caller_no_rule_allows_is_refused_by_curl_grpc_and_tcp() {
 
 #[test]
 fn audit_serves_what_deny_would_refuse_and_counts_it() {
+    let hosts = Hosts::new();
     let ca = Ca::new("mesh");
-    let workloads = Workloads::new();
     let policy = DENY_BUT_TRUSTED_CALLER.replace("\"deny\"", "\"audit\"");
-    let b = server(&ca, &workloads, &policy);
-    let stranger = caller("stranger", &ca, &b);
+    let b = server(&ca, &hosts, &policy);
+    let stranger = caller("stranger", &ca, &hosts, &b);
     wait_answered(&stranger, 200);
     assert!(decisions(&b, "greeter", "audit-deny") >= 1.0);
     assert_eq!(decisions(&b, "greeter", "deny"), 0.0);
@@ -149,11 +176,11 @@ fn audit_serves_what_deny_would_refuse_and_counts_it() {
 
 #[test]
 fn rules_reload_with_the_config() {
+    let hosts = Hosts::new();
     let ca = Ca::new("mesh");
-    let workloads = Workloads::new();
     let allow = DENY_BUT_TRUSTED_CALLER.replace("\"deny\"", "\"allow\"");
-    let b = server(&ca, &workloads, &allow);
-    let stranger = caller("stranger", &ca, &b);
+    let b = server(&ca, &hosts, &allow);
+    let stranger = caller("stranger", &ca, &hosts, &b);
     wait_answered(&stranger, 200);
 
     let text = fs::read_to_string(b.config_path()).expect("reads");
@@ -174,16 +201,13 @@ fn rules_reload_with_the_config() {
             .then_some(())
             .ok_or_else(|| format!("no warning yet: {ready}"))
     });
-    assert_eq!(
-        get(stranger.outbound, "greeter", "/hello").map(|r| r.status),
-        Ok(403)
-    );
+    assert_eq!(get(&stranger).map(|r| r.status), Ok(403));
 }
 
 #[test]
 fn over_its_rate_a_service_answers_429_with_retry_after_and_grpc_resource_exhausted() {
+    let hosts = Hosts::new();
     let ca = Ca::new("mesh");
-    let workloads = Workloads::new();
     let limits = r#"
 [[rate_limit]]
 service = "greeter"
@@ -195,12 +219,12 @@ service = "hello"
 requests_per_second = 1
 burst = 1
 "#;
-    let b = server(&ca, &workloads, limits);
-    let a = caller("busy-caller", &ca, &b);
+    let b = server(&ca, &hosts, limits);
+    let a = caller("busy-caller", &ca, &hosts, &b);
     wait_routable(&a, "greeter");
     let mut limited = None;
     for _ in 0..6 {
-        let response = get(a.outbound, "greeter", "/hello").expect("answered");
+        let response = get(&a).expect("answered");
         if response.status == 429 {
             limited = Some(response);
             break;
@@ -215,9 +239,7 @@ burst = 1
         .expect("retry-after in seconds");
     assert!((1..=2).contains(&retry_after), "{limited:?}");
 
-    let codes: Vec<String> = (0..3)
-        .map(|_| grpc_call(a.outbound, "hello", "SayHello", &["hi"]).code)
-        .collect();
+    let codes: Vec<String> = (0..3).map(|_| grpc_hello(&a).code).collect();
     assert!(
         codes.iter().any(|c| c == "RESOURCE_EXHAUSTED"),
         "three gRPC calls at 1/s: {codes:?}"
@@ -263,7 +285,7 @@ fn across_datacenters_the_rule_sees_the_caller_not_the_gateways() {
     for node in gateways.iter().chain([&app, &other, &server]) {
         wait_ready(node);
     }
-    let answer = |node: &Node| get_in(node.netns.as_deref(), node.outbound, "greeter", "/hello");
+    let answer = get;
     eventually(Duration::from_secs(30), || match answer(&app)?.status {
         200 => Ok(()),
         status => Err(format!("dc1-app got {status}")),

@@ -103,5 +103,41 @@ fn balancer_pick(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, route_lookup, balancer_pick);
+/// The serving node's decision on each call from another node: no policy (the default), and
+/// ten rules under `deny` with the caller matched by the last, as the identity harness runs.
+fn access_check(c: &mut Criterion) {
+    use ferry_proxy::access::{Access, Call, Policy, Rule, Selector, Unmatched};
+    use ferry_tunnel::{PeerIdentity, PublicKey};
+
+    let caller = PeerIdentity {
+        key: PublicKey([9; 32]),
+        certificate: None,
+    };
+    let method = http::Method::GET;
+    let call = Call {
+        service: "bench",
+        method: Some(&method),
+        path: Some("/"),
+    };
+    let key_rule = |key: u8, path: &str| Rule {
+        service: "bench".into(),
+        from: vec![Selector::Key(PublicKey([key; 32]))],
+        methods: vec![http::Method::GET, http::Method::POST],
+        paths: vec![path.into()],
+    };
+    let mut group = c.benchmark_group("access_check");
+    let open = Access::default();
+    group.bench_function("no_policy", |b| b.iter(|| black_box(open.check(&caller, &call))));
+    let ruled = Access::default();
+    let mut rules: Vec<Rule> = (0..9).map(|i| key_rule(i, "/other/*")).collect();
+    rules.push(key_rule(9, "/*"));
+    ruled.set_policy(Policy {
+        default: Unmatched::Deny,
+        rules,
+    });
+    group.bench_function("ten_rules", |b| b.iter(|| black_box(ruled.check(&caller, &call))));
+    group.finish();
+}
+
+criterion_group!(benches, route_lookup, balancer_pick, access_check);
 criterion_main!(benches);
