@@ -127,7 +127,9 @@ fn access_check(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("access_check");
     let open = Access::default();
-    group.bench_function("no_policy", |b| b.iter(|| black_box(open.check(&caller, &call))));
+    group.bench_function("no_policy", |b| {
+        b.iter(|| black_box(open.check(&caller, &call)))
+    });
     let ruled = Access::default();
     let mut rules: Vec<Rule> = (0..9).map(|i| key_rule(i, "/other/*")).collect();
     rules.push(key_rule(9, "/*"));
@@ -135,7 +137,9 @@ fn access_check(c: &mut Criterion) {
         default: Unmatched::Deny,
         rules,
     });
-    group.bench_function("ten_rules", |b| b.iter(|| black_box(ruled.check(&caller, &call))));
+    group.bench_function("ten_rules", |b| {
+        b.iter(|| black_box(ruled.check(&caller, &call)))
+    });
     group.finish();
 }
 

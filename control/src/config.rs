@@ -14,6 +14,7 @@ mod defaults;
 mod duration;
 mod errors;
 mod file;
+mod intercept;
 mod key;
 mod keywords;
 mod overrides;
@@ -37,6 +38,7 @@ pub use defaults::{
 };
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use errors::{ConfigError, ConfigErrors, COMMAND_LINE};
+pub use intercept::InterceptConfig;
 pub use key::{decode_public_key, encode_public_key, KeyError};
 pub use keywords::{
     AuthorizationDefault, BrokerKind, LogFormat, OutboundKind, Protocol, RegistryKind,
@@ -70,6 +72,8 @@ pub struct Config {
     /// What local services subscribe to. `[[subscription]]` in the file.
     #[serde(rename = "subscription", skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// Interception: DNS for service names, redirected connections.
+    pub intercept: InterceptConfig,
     /// Who may call the local services.
     pub authorization: AuthorizationConfig,
     /// Rate limits on calls to local services. `[[rate_limit]]` in the file.

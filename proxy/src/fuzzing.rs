@@ -22,3 +22,9 @@ pub fn publish_topic(data: &[u8]) {
     }
     let _ = Pattern::parse(text);
 }
+
+/// Decides on bytes as interception's DNS server does on a query: whatever it answers itself
+/// decodes again as a DNS message.
+pub fn dns_query(data: &[u8]) {
+    crate::intercept::fuzz_dns_query(data);
+}

@@ -33,6 +33,7 @@ mod forward;
 pub mod fuzzing;
 mod headers;
 mod inbound;
+pub mod intercept;
 mod metrics;
 mod outbound;
 mod pool;

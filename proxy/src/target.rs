@@ -25,7 +25,7 @@ pub enum Target {
 /// A service name with an optional datacenter pin, as the routing rules read them:
 /// `greeter`, `greeter.mesh` → any datacenter; `greeter.eu-west`, `greeter.eu-west.mesh` →
 /// only `eu-west`. Any port is ignored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceName {
     /// The service, lowercased.
     pub service: String,

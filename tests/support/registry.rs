@@ -140,6 +140,8 @@ impl Drop for Etcd {
 pub(crate) struct Dnsmasq {
     /// The server, for `[registry] nameservers`.
     pub address: SocketAddr,
+    /// The network namespace it runs in; `None`: this host's.
+    netns: Option<String>,
     domain: String,
     dir: TempDir,
     srv: Mutex<Vec<String>>,
@@ -150,9 +152,23 @@ impl Dnsmasq {
     /// Serves `domain` (no trailing dot) with `hosts` (hosts-file lines) and `srv` records
     /// (`--srv-host` values: `_NAME._tcp.DOMAIN,TARGET,PORT,PRIORITY,WEIGHT`).
     pub(crate) fn start(domain: &str, hosts: &str, srv: &[String]) -> Dnsmasq {
+        let address = SocketAddr::from(([127, 0, 0, 1], free_udp_and_tcp_port()));
+        Dnsmasq::start_at(None, address, domain, hosts, srv)
+    }
+
+    /// Like [`Dnsmasq::start`], on `address` inside the network namespace `netns` when one is
+    /// given (where a resolver on port 53 is what `resolv.conf` can name).
+    pub(crate) fn start_at(
+        netns: Option<&str>,
+        address: SocketAddr,
+        domain: &str,
+        hosts: &str,
+        srv: &[String],
+    ) -> Dnsmasq {
         require_tool("dnsmasq");
         let dns = Dnsmasq {
-            address: SocketAddr::from(([127, 0, 0, 1], free_udp_and_tcp_port())),
+            address,
+            netns: netns.map(str::to_owned),
             domain: domain.to_owned(),
             dir: TempDir::new("dnsmasq"),
             srv: Mutex::new(srv.to_vec()),
@@ -173,7 +189,7 @@ impl Dnsmasq {
 
     fn spawn(&self) {
         let log = File::create(self.dir.join("dnsmasq.log")).expect("can create the dnsmasq log");
-        let mut command = Command::new("dnsmasq");
+        let mut command = super::command_in(self.netns.as_deref(), "dnsmasq");
         command
             .args(["--keep-in-foreground", "--log-facility=-", "--log-queries"])
             .args([
@@ -182,11 +198,8 @@ impl Dnsmasq {
                 "--no-hosts",
                 "--pid-file",
             ])
-            .args([
-                "--user=root",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-            ])
+            .args(["--user=root", "--bind-interfaces"])
+            .arg(format!("--listen-address={}", self.address.ip()))
             .arg(format!("--port={}", self.address.port()))
             .arg(format!("--local=/{}/", self.domain))
             .arg("--local-ttl=1")

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{
     AdminConfig, ApiConfig, AuthorizationConfig, BrokerConfig, BrokerKind, Config, DeadlineConfig,
-    HealthConfig, LogConfig, NodeConfig, OutboundConfig, OutboundKind, RegistryConfig,
-    TunnelConfig,
+    HealthConfig, InterceptConfig, LogConfig, NodeConfig, OutboundConfig, OutboundKind,
+    RegistryConfig, TunnelConfig,
 };
 
 /// The default tunnel port (QUIC over UDP).
@@ -63,6 +63,7 @@ impl Config {
             },
             broker: BrokerConfig::default(),
             subscriptions: Vec::new(),
+            intercept: InterceptConfig::default(),
             authorization: AuthorizationConfig::default(),
             rate_limits: Vec::new(),
             deadlines: DeadlineConfig::default(),

@@ -9,6 +9,7 @@ mod access;
 mod broker;
 mod convert;
 mod document;
+mod intercept;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ const DURATION_EXAMPLE: &str = "\"1s\"";
 const ADDRESS_EXAMPLE: &str = "\"127.0.0.1:7701\"";
 
 /// The sections of a file.
-const ROOT_KEYS: [&str; 13] = [
+const ROOT_KEYS: [&str; 14] = [
     "node",
     "tunnel",
     "registry",
@@ -38,6 +39,7 @@ const ROOT_KEYS: [&str; 13] = [
     "api",
     "broker",
     "subscription",
+    "intercept",
     "authorization",
     "rate_limit",
     "deadlines",
@@ -196,6 +198,9 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter_map(|s| s.subscription)
             .collect();
+        if let Some(table) = self.table(root, "intercept") {
+            self.intercept(&table, &mut config.intercept);
+        }
         let mut guarded = Vec::new();
         if let Some(table) = self.table(root, "authorization") {
             let has_ca = !config.tunnel.ca.is_empty();

@@ -231,3 +231,8 @@ pub(super) fn positive_size(text: &str) -> Result<u64, String> {
 pub(super) fn nats_server(text: &str) -> Result<String, String> {
     ferry_proxy::broker::check_server(text).map(|()| text.to_string())
 }
+
+/// An IPv4 network for virtual addresses (`240.0.0.0/16`).
+pub(super) fn virtual_network(text: &str) -> Result<ferry_proxy::intercept::Network, String> {
+    ferry_proxy::intercept::Network::parse(text)
+}

@@ -3,6 +3,7 @@
 //! in `state.rs` and `views.rs`.
 
 mod access;
+mod intercept;
 mod state;
 mod trust;
 mod views;
@@ -47,6 +48,8 @@ pub struct Addresses {
     pub admin: Option<SocketAddr>,
     /// The application API's.
     pub api: SocketAddr,
+    /// Interception's DNS, when interception is enabled.
+    pub dns: Option<SocketAddr>,
 }
 
 /// How long a link this node dialed for calls stays up without a stream: a node that calls
@@ -224,7 +227,7 @@ impl Node {
         let access = Arc::new(Access::default());
         access::apply(&access, &config);
         network.serve_streams(ferry_proxy::inbound_handler(
-            directory,
+            directory.clone(),
             upstreams.clone(),
             access.clone(),
         ));
@@ -263,6 +266,15 @@ impl Node {
             broker,
             shutdown.subscribe(),
         )));
+        let dns_addr = if config.intercept.enabled {
+            let (task, address) =
+                intercept::start_dns(&config.intercept, directory.clone(), shutdown.subscribe())
+                    .await?;
+            listeners.push(task);
+            Some(address)
+        } else {
+            None
+        };
 
         let admin_listener = if options.admin {
             let listener = std::net::TcpListener::bind(config.admin.listen).map_err(|e| {
@@ -293,6 +305,7 @@ impl Node {
                 outbounds: outbound_addrs,
                 admin: admin_addr,
                 api: api_addr,
+                dns: dns_addr,
             },
         });
         let (admin_stop, admin_stopped) = watch::channel(false);

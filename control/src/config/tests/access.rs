@@ -1,4 +1,4 @@
-//! `[authorization]` and `[[rate_limit]]`: read, checked, printed back.
+//! `[authorization]`, `[[rate_limit]]` and `[intercept]`: read, checked, printed back.
 
 use super::{at, errors, full_errors, message_of, parse};
 use crate::config::*;
@@ -127,4 +127,26 @@ burst = "lots"
     assert!(message_of(&errors, "authorization.rule[0].from[0]").contains("not a kind of caller"));
     assert!(message_of(&errors, "authorization.rule[0].service").contains("no [[service]]"));
     assert!(message_of(&errors, "rate_limit[1].service").contains("a second rate limit"));
+}
+
+#[test]
+fn intercept_is_off_by_default_and_its_network_is_checked() {
+    let config = parse("");
+    assert!(!config.intercept.enabled);
+    assert_eq!(config.intercept.virtual_network.to_string(), "240.0.0.0/16");
+    let on = parse(
+        "[intercept]\nenabled = true\nlisten = \"127.0.0.1:7704\"\ndns = \"127.0.0.1:5353\"\n\
+         virtual_network = \"10.99.0.0/24\"\n",
+    );
+    assert_eq!(on.intercept.dns.port(), 5353);
+    assert_eq!(on.intercept.virtual_network.to_string(), "10.99.0.0/24");
+    assert_eq!(parse(&on.to_toml()).intercept, on.intercept);
+    let text = "[intercept]\nenabled = true\nvirtual_network = \"10.99.0.1/24\"\nport = 1\n";
+    assert_eq!(
+        errors(text),
+        [at(3, "intercept.virtual_network"), at(4, "intercept.port")]
+    );
+    let clash = "[admin]\nlisten = \"127.0.0.1:9000\"\n[intercept]\nenabled = true\n\
+                 listen = \"127.0.0.1:9000\"\n";
+    assert_eq!(errors(clash), [at(5, "intercept.listen")]);
 }

@@ -1,0 +1,72 @@
+//! Interception on a node: its DNS server, answering the mesh's names and sending every other
+//! query to the resolvers the system had.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use ferry_proxy::intercept::{serve_dns, Resolvers, VirtualNames};
+use ferry_proxy::Directory;
+
+use crate::config::InterceptConfig;
+
+/// Binds interception's DNS (UDP and TCP) and serves it until `shutdown`.
+pub(super) async fn start_dns(
+    config: &InterceptConfig,
+    directory: Arc<dyn Directory>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, SocketAddr), String> {
+    let bound = |kind: &str, e: std::io::Error| {
+        format!(
+            "cannot listen on {kind} {} (interception's DNS): {e}",
+            config.dns
+        )
+    };
+    let udp = UdpSocket::bind(config.dns)
+        .await
+        .map_err(|e| bound("udp", e))?;
+    let address = udp.local_addr().map_err(|e| bound("udp", e))?;
+    // TCP on the port UDP got, so that port 0 gives one address for both.
+    let tcp = TcpListener::bind(address)
+        .await
+        .map_err(|e| bound("tcp", e))?;
+    let upstreams = system_resolvers(address);
+    if upstreams.is_empty() {
+        warn!("no resolver in the system's configuration: names outside the mesh will not resolve");
+    }
+    info!(dns = %address, upstreams = ?upstreams, network = %config.virtual_network, "interception's DNS serving");
+    let resolvers = Resolvers {
+        names: VirtualNames::new(directory, config.virtual_network),
+        upstreams: upstreams.into(),
+    };
+    let task = tokio::spawn(serve_dns(udp, tcp, resolvers, shutdown));
+    Ok((task, address))
+}
+
+/// The name servers of `/etc/resolv.conf` (read once, at start: a rule that redirects DNS to
+/// Ferry leaves the file as it was), without `ours`, which would send queries in a circle.
+fn system_resolvers(ours: SocketAddr) -> Vec<SocketAddr> {
+    let config = match hickory_resolver::system_conf::read_system_conf() {
+        Ok((config, _)) => config,
+        Err(e) => {
+            warn!(error = %e, "cannot read the system's resolver configuration");
+            return Vec::new();
+        }
+    };
+    let mut servers: Vec<SocketAddr> = Vec::new();
+    for server in config.name_servers() {
+        let address = server.socket_addr;
+        let loops = address == ours
+            || (address.port() == ours.port()
+                && ours.ip().is_unspecified()
+                && address.ip().is_loopback());
+        if !loops && !servers.contains(&address) {
+            servers.push(address);
+        }
+    }
+    servers
+}

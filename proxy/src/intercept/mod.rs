@@ -1,0 +1,65 @@
+//! Interception: applications that know nothing of Ferry. Service names resolve, through
+//! Ferry's DNS ([`dns`]), to addresses of a virtual network ([`addresses`]), and connections to
+//! those addresses, redirected to Ferry by the node's packet filter, are calls to those
+//! services.
+
+mod addresses;
+mod answer;
+mod dns;
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+pub use addresses::{Addresses, Network};
+pub use dns::{serve_dns, Resolvers};
+
+use crate::directory::{Directory, Resolution};
+use crate::target::ServiceName;
+
+/// The names interception has given addresses: the DNS server gives them, the intercepting
+/// listener reads them back.
+pub struct VirtualNames {
+    directory: Arc<dyn Directory>,
+    addresses: Mutex<Addresses>,
+}
+
+impl VirtualNames {
+    /// Names of the services `directory` knows, given addresses of `network`.
+    pub fn new(directory: Arc<dyn Directory>, network: Network) -> Arc<VirtualNames> {
+        Arc::new(VirtualNames {
+            directory,
+            addresses: Mutex::new(Addresses::new(network)),
+        })
+    }
+
+    /// The address of `name` while it is a known service (in its datacenter, when pinned);
+    /// `None` otherwise, so that its DNS query goes upstream.
+    pub fn address_of(&self, name: &ServiceName) -> Option<Ipv4Addr> {
+        match self.directory.resolve(name) {
+            Resolution::Endpoints(endpoints) if !endpoints.is_empty() => self
+                .addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .address_of(name),
+            _ => None,
+        }
+    }
+
+    /// The name `address` was given, if any.
+    pub fn name_of(&self, address: Ipv4Addr) -> Option<ServiceName> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .name_of(address)
+            .cloned()
+    }
+}
+
+/// For the fuzz target: decides on `data` as a query, every mesh name known.
+#[doc(hidden)]
+pub fn fuzz_dns_query(data: &[u8]) {
+    let reply = answer::decide(data, |_| Some(Ipv4Addr::new(240, 0, 0, 1)));
+    if let answer::Reply::Answer(bytes) = reply {
+        assert!(hickory_proto::op::Message::from_vec(&bytes).is_ok());
+    }
+}

@@ -1,0 +1,153 @@
+//! Interception (issue 19): Ferry's DNS answers the mesh's names with addresses of its virtual
+//! network and sends every other query to the resolvers the system had, unchanged. The node
+//! and its clients run in network namespace `a`, whose `resolv.conf` names a dnsmasq there;
+//! the service's node runs in `b`. Needs root, `ip`, `dig` and `dnsmasq`.
+
+mod support;
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::netns::{Netns, NetnsPair};
+use support::registry::Dnsmasq;
+use support::{
+    command_in, eventually, require_tool, run, wait_ready, wait_routable, Backend, Node, Service,
+};
+
+/// `/etc/netns/NAME/resolv.conf`, which `ip netns exec NAME` mounts over `/etc/resolv.conf`:
+/// the system resolver as everything in that namespace sees it. Removed on drop.
+struct Resolvconf(PathBuf);
+
+impl Resolvconf {
+    fn naming(host: &Netns, server: Ipv4Addr) -> Resolvconf {
+        let dir = PathBuf::from("/etc/netns").join(&host.name);
+        fs::create_dir_all(&dir).expect("can make /etc/netns/NAME");
+        fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n"))
+            .expect("can write resolv.conf");
+        Resolvconf(dir)
+    }
+}
+
+impl Drop for Resolvconf {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `dig` in `host` asking `server` for `name`'s A record: the status and the addresses.
+fn dig(host: &Netns, server: SocketAddr, name: &str, tcp: bool) -> (String, Vec<String>) {
+    require_tool("dig");
+    let mut command = command_in(host.netns(), "dig");
+    command
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string()])
+        .args([
+            name,
+            "A",
+            "+noall",
+            "+comments",
+            "+answer",
+            "+tries=1",
+            "+time=3",
+        ]);
+    if tcp {
+        command.arg("+tcp");
+    }
+    let ran = run(&mut command, Duration::from_secs(15));
+    let status = ran
+        .stdout
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("none")
+        .to_owned();
+    let addresses = ran
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(';') && l.contains("\tA\t"))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect();
+    (status, addresses)
+}
+
+const FERRY_DNS: &str = "127.0.0.1:53";
+
+#[test]
+fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_resolver() {
+    let hosts = NetnsPair::new();
+    let upstream = Ipv4Addr::new(127, 0, 0, 53);
+    let _resolvconf = Resolvconf::naming(&hosts.a, upstream);
+    let _dnsmasq = Dnsmasq::start_at(
+        hosts.a.netns(),
+        SocketAddr::from((upstream, 53)),
+        "outside.example",
+        "10.1.2.3 www.outside.example\n",
+        &[],
+    );
+    let web = Backend::http_in(hosts.b.netns(), "greeter-b");
+    let b = Node::builder("svc")
+        .netns(&hosts.b.name)
+        .tunnel_ip(hosts.b.ip)
+        .service(Service::http("greeter", web.address).health("/healthz"));
+    let a = Node::builder("app")
+        .netns(&hosts.a.name)
+        .tunnel_ip(hosts.a.ip)
+        .peer(b.tunnel(), b.public_key())
+        .raw(&format!(
+            "[intercept]\nenabled = true\ndns = \"{FERRY_DNS}\"\nvirtual_network = \"240.0.0.0/16\"\n"
+        ));
+    let b = b.trust(a.public_key()).start();
+    let a = a.start();
+    wait_ready(&b);
+    wait_ready(&a);
+    wait_routable(&a, "greeter");
+    let ferry: SocketAddr = FERRY_DNS.parse().expect("an address");
+
+    let mut seen = Vec::new();
+    for name in ["greeter", "greeter.mesh", "Greeter.dc1", "greeter.dc1.mesh"] {
+        for tcp in [false, true] {
+            let (status, addresses) = dig(&hosts.a, ferry, name, tcp);
+            assert_eq!(status, "NOERROR", "{name} (tcp: {tcp})");
+            let [address] = addresses.as_slice() else {
+                panic!("{name} (tcp: {tcp}): one address, got {addresses:?}");
+            };
+            assert!(address.starts_with("240.0."), "{name}: {address}");
+            seen.push((
+                name.to_ascii_lowercase().replace(".mesh", ""),
+                address.clone(),
+            ));
+        }
+    }
+    for (name, address) in &seen {
+        for (other, other_address) in &seen {
+            assert_eq!(name == other, address == other_address, "{seen:?}");
+        }
+    }
+
+    // Names outside the mesh: the system resolver's answer, through Ferry, unchanged.
+    for tcp in [false, true] {
+        let (status, addresses) = dig(&hosts.a, ferry, "www.outside.example", tcp);
+        assert_eq!(
+            (status.as_str(), addresses),
+            ("NOERROR", vec!["10.1.2.3".to_owned()])
+        );
+        let (status, _) = dig(&hosts.a, ferry, "nothing.outside.example", tcp);
+        assert_eq!(status, "NXDOMAIN", "NXDOMAIN stays NXDOMAIN (tcp: {tcp})");
+    }
+    // An unknown service is a name like any other: the upstream's answer, whatever it is.
+    let direct = SocketAddr::from((upstream, 53));
+    let upstream_says = dig(&hosts.a, direct, "billing", false);
+    assert_ne!(upstream_says.0, "none", "the upstream answers");
+    assert_eq!(dig(&hosts.a, ferry, "billing", false), upstream_says);
+
+    // The service goes away: its name is the upstream's again.
+    b.kill();
+    eventually(Duration::from_secs(10), || {
+        let answer = dig(&hosts.a, ferry, "greeter", false);
+        (answer == dig(&hosts.a, direct, "greeter", false))
+            .then_some(())
+            .ok_or_else(|| format!("greeter still resolves: {answer:?}"))
+    });
+}
