@@ -1,7 +1,8 @@
 //! Interception (issue 19): Ferry's DNS answers the mesh's names with addresses of its virtual
 //! network and sends every other query to the resolvers the system had, unchanged. The node
 //! and its clients run in network namespace `a`, whose `resolv.conf` names a dnsmasq there;
-//! the service's node runs in `b`. Needs root, `ip`, `dig` and `dnsmasq`.
+//! the service's node runs in `b`. `ferry intercept install` and `uninstall` change the
+//! packet filter of `a` only. Needs root, `ip`, `dig`, `dnsmasq`, `iptables` and `runuser`.
 
 mod support;
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 use support::netns::{Netns, NetnsPair};
 use support::registry::Dnsmasq;
 use support::{
-    command_in, eventually, require_tool, run, wait_ready, wait_routable, Backend, Node, Service,
+    command_in, eventually, ferry_bin, require_tool, run, wait_ready, wait_routable, Backend, Node,
+    Service,
 };
 
 /// `/etc/netns/NAME/resolv.conf`, which `ip netns exec NAME` mounts over `/etc/resolv.conf`:
@@ -73,15 +75,27 @@ fn dig(host: &Netns, server: SocketAddr, name: &str, tcp: bool) -> (String, Vec<
 }
 
 const FERRY_DNS: &str = "127.0.0.1:53";
+/// The upstream resolver `a`'s resolv.conf names: a dnsmasq in `a`.
+const UPSTREAM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 
-#[test]
-fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_resolver() {
+/// Node `svc` in `b` fronting greeter; node `app` in `a`, linked to it, with interception's
+/// DNS on `dns`; `a`'s system resolver a dnsmasq that knows `www.outside.example`. Declared
+/// in the order they must be dropped in: the nodes first, the namespaces last.
+struct Setup {
+    a: Node,
+    b: Node,
+    _web: Backend,
+    _dnsmasq: Dnsmasq,
+    _resolvconf: Resolvconf,
+    hosts: NetnsPair,
+}
+
+fn setup(dns: &str) -> Setup {
     let hosts = NetnsPair::new();
-    let upstream = Ipv4Addr::new(127, 0, 0, 53);
-    let _resolvconf = Resolvconf::naming(&hosts.a, upstream);
-    let _dnsmasq = Dnsmasq::start_at(
+    let resolvconf = Resolvconf::naming(&hosts.a, UPSTREAM);
+    let dnsmasq = Dnsmasq::start_at(
         hosts.a.netns(),
-        SocketAddr::from((upstream, 53)),
+        SocketAddr::from((UPSTREAM, 53)),
         "outside.example",
         "10.1.2.3 www.outside.example\n",
         &[],
@@ -96,13 +110,27 @@ fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_r
         .tunnel_ip(hosts.a.ip)
         .peer(b.tunnel(), b.public_key())
         .raw(&format!(
-            "[intercept]\nenabled = true\ndns = \"{FERRY_DNS}\"\nvirtual_network = \"240.0.0.0/16\"\n"
+            "[intercept]\nenabled = true\ndns = \"{dns}\"\nvirtual_network = \"240.0.0.0/16\"\n"
         ));
     let b = b.trust(a.public_key()).start();
     let a = a.start();
     wait_ready(&b);
     wait_ready(&a);
     wait_routable(&a, "greeter");
+    Setup {
+        a,
+        b,
+        _web: web,
+        _dnsmasq: dnsmasq,
+        _resolvconf: resolvconf,
+        hosts,
+    }
+}
+
+#[test]
+fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_resolver() {
+    let setup = setup(FERRY_DNS);
+    let (hosts, b) = (&setup.hosts, &setup.b);
     let ferry: SocketAddr = FERRY_DNS.parse().expect("an address");
 
     let mut seen = Vec::new();
@@ -137,7 +165,7 @@ fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_r
         assert_eq!(status, "NXDOMAIN", "NXDOMAIN stays NXDOMAIN (tcp: {tcp})");
     }
     // An unknown service is a name like any other: the upstream's answer, whatever it is.
-    let direct = SocketAddr::from((upstream, 53));
+    let direct = SocketAddr::from((UPSTREAM, 53));
     let upstream_says = dig(&hosts.a, direct, "billing", false);
     assert_ne!(upstream_says.0, "none", "the upstream answers");
     assert_eq!(dig(&hosts.a, ferry, "billing", false), upstream_says);
@@ -150,4 +178,119 @@ fn service_names_resolve_to_virtual_addresses_and_other_names_go_to_the_system_r
             .then_some(())
             .ok_or_else(|| format!("greeter still resolves: {answer:?}"))
     });
+}
+
+/// The namespace's packet filter rules, as `iptables-save` prints them: each rule, and each
+/// chain that is not built in (a table shows up empty once anything looked at it).
+fn rules(host: &Netns) -> String {
+    let ran = run(
+        &mut command_in(host.netns(), "iptables-save"),
+        Duration::from_secs(10),
+    );
+    assert!(ran.success(), "iptables-save: {}", ran.stderr);
+    let built_in = ["PREROUTING", "INPUT", "OUTPUT", "FORWARD", "POSTROUTING"];
+    ran.stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("-A")
+                || l.strip_prefix(':').is_some_and(|chain| {
+                    !built_in.iter().any(|b| chain.starts_with(&format!("{b} ")))
+                })
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `ferry intercept ARGS` in `host`.
+fn intercept(host: &Netns, args: &[&str]) {
+    require_tool("iptables");
+    let ran = run(
+        command_in(host.netns(), ferry_bin())
+            .arg("intercept")
+            .args(args),
+        Duration::from_secs(20),
+    );
+    assert!(ran.success(), "ferry intercept {args:?}: {ran:?}");
+}
+
+/// `dig NAME` as an application in `host` runs it: as another user than Ferry (root), asking
+/// the resolver of `resolv.conf`.
+fn dig_as_app(host: &Netns, name: &str) -> Vec<String> {
+    let mut command = command_in(host.netns(), "runuser");
+    command.args([
+        "-u", "nobody", "--", "dig", name, "A", "+short", "+tries=1", "+time=3",
+    ]);
+    let ran = run(&mut command, Duration::from_secs(15));
+    ran.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn install_captures_dns_idempotently_and_uninstall_removes_exactly_what_it_added() {
+    let setup = setup("127.0.0.1:5353");
+    let host = &setup.hosts.a;
+    let config = setup.a.config_path().to_str().expect("UTF-8").to_owned();
+    // A rule of someone else's, which must outlive install and uninstall untouched.
+    let theirs = [
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "192.0.2.1",
+        "-j",
+        "RETURN",
+    ];
+    let added = run(
+        command_in(host.netns(), "iptables").args(theirs),
+        Duration::from_secs(10),
+    );
+    assert!(added.success(), "{added:?}");
+    let before = rules(host);
+    assert!(before.contains("192.0.2.1"), "{before}");
+    assert_eq!(
+        dig_as_app(host, "greeter"),
+        Vec::<String>::new(),
+        "the system resolver knows no greeter"
+    );
+
+    intercept(
+        host,
+        &["install", "--config", &config, "--uid", "0", "--dns"],
+    );
+    let installed = rules(host);
+    assert!(installed.contains(":FERRY_INTERCEPT"), "{installed}");
+    assert!(
+        installed.contains("-A OUTPUT -j FERRY_INTERCEPT"),
+        "{installed}"
+    );
+    assert!(
+        installed.contains("-d 240.0.0.0/16 -p tcp -j REDIRECT --to-ports 7704"),
+        "{installed}"
+    );
+    intercept(
+        host,
+        &["install", "--config", &config, "--uid", "0", "--dns"],
+    );
+    assert_eq!(rules(host), installed, "a second install changes nothing");
+
+    // An application asking its system resolver now gets Ferry's answer; Ferry itself, whose
+    // UID is spared, still reaches the real resolver for other names.
+    let answer = dig_as_app(host, "greeter");
+    assert!(
+        answer.len() == 1 && answer[0].starts_with("240.0."),
+        "greeter through the captured resolver: {answer:?}"
+    );
+    assert_eq!(dig_as_app(host, "www.outside.example"), ["10.1.2.3"]);
+
+    intercept(host, &["uninstall"]);
+    assert_eq!(
+        rules(host),
+        before,
+        "uninstall removes exactly what install added"
+    );
+    intercept(host, &["uninstall"]);
+    assert_eq!(rules(host), before, "a second uninstall changes nothing");
+    assert_eq!(dig_as_app(host, "greeter"), Vec::<String>::new());
 }

@@ -60,6 +60,31 @@ pub enum Command {
     /// The mesh certificate authority: make one, sign node certificates, show certificates.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Transparent interception: the packet filter rules that send an application's traffic
+    /// to Ferry (what a pod's init container runs).
+    #[command(subcommand)]
+    Intercept(InterceptCommand),
+}
+
+/// `ferry intercept ...`.
+#[derive(Subcommand, Debug)]
+pub enum InterceptCommand {
+    /// Add the rules (replacing any an earlier install left): TCP to `[intercept]
+    /// virtual_network` goes to `listen`; with `--dns`, DNS queries go to `dns`.
+    Install {
+        /// Config file whose `[intercept]` gives the addresses. Default: $FERRY_CONFIG, else
+        /// the embedded defaults.
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Ferry's UID, whose own traffic is left alone. Default: the caller's.
+        #[arg(long)]
+        uid: Option<u32>,
+        /// Also send DNS queries (UDP and TCP port 53) to Ferry's DNS.
+        #[arg(long)]
+        dns: bool,
+    },
+    /// Remove exactly the rules `install` adds.
+    Uninstall,
 }
 
 /// `ferry ca ...`.

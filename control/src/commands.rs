@@ -9,7 +9,7 @@ use tracing::error;
 use ferry_tunnel::Identity;
 
 use crate::admin_client::{exchange, fetch, print_fields, print_table};
-use crate::cli::{AdminArgs, Cli, Command, PublishArgs, RunArgs};
+use crate::cli::{AdminArgs, Cli, Command, InterceptCommand, PublishArgs, RunArgs};
 use crate::config::{Config, Overrides};
 use crate::node::{reload_with, Node, StartOptions};
 use crate::telemetry;
@@ -75,6 +75,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         ),
         Command::Publish(args) => publish(&args),
         Command::Ca(command) => crate::ca::run(command),
+        Command::Intercept(command) => intercept(command),
     }
 }
 
@@ -120,6 +121,36 @@ fn publish(args: &PublishArgs) -> ExitCode {
         )),
         Err(e) => fail(e),
     }
+}
+
+fn intercept(command: InterceptCommand) -> ExitCode {
+    use crate::intercept_rules::{run_command, Plan};
+    match command {
+        InterceptCommand::Install { config, uid, dns } => {
+            let config = match load_config(config.as_deref(), &Overrides::default()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{}", e.trim_end());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let uid = uid.or_else(current_uid).unwrap_or(0);
+            run_command(Some(Plan::new(&config, uid, dns)))
+        }
+        InterceptCommand::Uninstall => run_command(None),
+    }
+}
+
+/// This process's real UID, from `/proc/self/status`.
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {

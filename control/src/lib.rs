@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod intercept_rules;
 pub mod node;
 pub mod registry;
 pub mod services;
