@@ -91,7 +91,11 @@ struct Setup {
 }
 
 fn setup(dns: &str) -> Setup {
-    let hosts = NetnsPair::new();
+    setup_in(NetnsPair::new(), dns, Vec::new())
+}
+
+/// [`setup`] in `hosts`, `svc` fronting `services` besides greeter.
+fn setup_in(hosts: NetnsPair, dns: &str, services: Vec<Service>) -> Setup {
     let resolvconf = Resolvconf::naming(&hosts.a, UPSTREAM);
     let dnsmasq = Dnsmasq::start_at(
         hosts.a.netns(),
@@ -101,10 +105,13 @@ fn setup(dns: &str) -> Setup {
         &[],
     );
     let web = Backend::http_in(hosts.b.netns(), "greeter-b");
-    let b = Node::builder("svc")
+    let mut b = Node::builder("svc")
         .netns(&hosts.b.name)
         .tunnel_ip(hosts.b.ip)
         .service(Service::http("greeter", web.address).health("/healthz"));
+    for service in services {
+        b = b.service(service);
+    }
     let a = Node::builder("app")
         .netns(&hosts.a.name)
         .tunnel_ip(hosts.a.ip)
@@ -293,4 +300,127 @@ fn install_captures_dns_idempotently_and_uninstall_removes_exactly_what_it_added
     intercept(host, &["uninstall"]);
     assert_eq!(rules(host), before, "a second uninstall changes nothing");
     assert_eq!(dig_as_app(host, "greeter"), Vec::<String>::new());
+}
+
+/// Runs `program ARGS` in `host` as an application there would: as `nobody`, whose traffic
+/// the rules send to Ferry.
+fn as_app(host: &Netns, program: &str, args: &[&str]) -> support::Ran {
+    let mut command = command_in(host.netns(), "runuser");
+    command.args(["-u", "nobody", "--", program]).args(args);
+    run(&mut command, Duration::from_secs(20))
+}
+
+/// A process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP server in `host` that speaks first: `220 banner` on connect, then closes.
+fn banner_server(host: &Netns) -> (Killed, u16) {
+    let port = support::free_tcp_port();
+    let script = format!(
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port}))\ns.listen(16)\nprint('READY', flush=True)\n\
+         while True:\n    c, _ = s.accept()\n    c.sendall(b'220 banner\\r\\n')\n    c.close()\n"
+    );
+    let mut child = Killed(
+        command_in(host.netns(), "python3")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let mut line = String::new();
+    if let Some(out) = child.0.stdout.take() {
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(line.trim(), "READY", "the banner server started");
+    (child, port)
+}
+
+#[test]
+fn applications_that_know_nothing_of_ferry_call_services_by_name() {
+    let hosts = NetnsPair::new();
+    let b_host = hosts.b.netns();
+    let (redis, grpc) = (
+        Backend::redis_in(b_host, "redis-b"),
+        Backend::grpc_in(b_host, "grpc-b"),
+    );
+    let (_banner, banner_port) = banner_server(&hosts.b);
+    let services = vec![
+        Service::tcp("redis", redis.address),
+        Service::grpc("hello", grpc.address),
+        Service::tcp("banner", SocketAddr::from(([127, 0, 0, 1], banner_port))),
+    ];
+    let setup = setup_in(hosts, "127.0.0.1:5353", services);
+    let (hosts, a) = (&setup.hosts, &setup.a);
+    // What a pod has: a default route (the redirect happens after routing).
+    let routed = run(
+        command_in(hosts.a.netns(), "ip").args(["route", "add", "default", "dev", "veth-a"]),
+        Duration::from_secs(10),
+    );
+    assert!(routed.success(), "{routed:?}");
+    let config = a.config_path().to_str().expect("UTF-8").to_owned();
+    intercept(
+        &hosts.a,
+        &["install", "--config", &config, "--uid", "0", "--dns"],
+    );
+
+    // curl, by name, with no proxy and no Host header of Ferry's.
+    for url in ["http://greeter/hello", "http://greeter.dc1/hello"] {
+        let ran = as_app(&hosts.a, "curl", &["-sS", "--max-time", "10", url]);
+        assert!(
+            ran.success() && ran.stdout.contains("hello from greeter-b"),
+            "{url}: {ran:?}"
+        );
+    }
+    // redis-cli, by name.
+    let ran = as_app(
+        &hosts.a,
+        "redis-cli",
+        &["-h", "redis", "-p", "6379", "PING"],
+    );
+    assert_eq!(ran.stdout.trim(), "PONG", "{ran:?}");
+    // A gRPC client dialing a service's name on the gRPC port, with the system's Python (the
+    // application's user cannot read root's).
+    require_tool("/usr/bin/python3");
+    let ran = as_app(
+        &hosts.a,
+        "/usr/bin/python3",
+        &[
+            support::python_script("grpc_client.py")
+                .to_str()
+                .expect("UTF-8"),
+            "hello:50051",
+            "SayHello",
+            "intercepted",
+        ],
+    );
+    assert!(ran.success(), "grpcio through interception: {ran:?}");
+    // A server that speaks first is not kept waiting for the client.
+    let read_banner = "import socket\ns = socket.create_connection(('banner', 25), timeout=5)\n\
+                       print(s.recv(64).decode().strip())\n";
+    let ran = as_app(&hosts.a, "python3", &["-c", read_banner]);
+    assert_eq!(ran.stdout.trim(), "220 banner", "{ran:?}");
+    // A virtual address no name was given: refused at once.
+    let started = std::time::Instant::now();
+    let ran = as_app(
+        &hosts.a,
+        "curl",
+        &["-sS", "--max-time", "5", "http://240.0.255.254/"],
+    );
+    assert!(!ran.success(), "{ran:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refused, not timed out"
+    );
+
+    intercept(&hosts.a, &["uninstall"]);
 }

@@ -1,5 +1,5 @@
 //! Interception on a node: its DNS server, answering the mesh's names and sending every other
-//! query to the resolvers the system had.
+//! query to the resolvers the system had, and the listener redirected connections land on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,17 +9,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use ferry_proxy::intercept::{serve_dns, Resolvers, VirtualNames};
-use ferry_proxy::Directory;
+use ferry_proxy::intercept::{serve_dns, serve_intercepted, Resolvers, VirtualNames};
+use ferry_proxy::{Directory, Outbound};
 
 use crate::config::InterceptConfig;
 
-/// Binds interception's DNS (UDP and TCP) and serves it until `shutdown`.
-pub(super) async fn start_dns(
+/// Binds interception's DNS (UDP and TCP) and its listener, and serves them until
+/// `shutdown`. Returns their tasks and the DNS's address.
+pub(super) async fn start(
     config: &InterceptConfig,
     directory: Arc<dyn Directory>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(JoinHandle<()>, SocketAddr), String> {
+    outbound: Arc<Outbound>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(Vec<JoinHandle<()>>, SocketAddr), String> {
     let bound = |kind: &str, e: std::io::Error| {
         format!(
             "cannot listen on {kind} {} (interception's DNS): {e}",
@@ -39,12 +41,27 @@ pub(super) async fn start_dns(
         warn!("no resolver in the system's configuration: names outside the mesh will not resolve");
     }
     info!(dns = %address, upstreams = ?upstreams, network = %config.virtual_network, "interception's DNS serving");
+    let names = VirtualNames::new(directory, config.virtual_network);
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on tcp {} (intercepted connections): {e}",
+            config.listen
+        )
+    })?;
     let resolvers = Resolvers {
-        names: VirtualNames::new(directory, config.virtual_network),
+        names: names.clone(),
         upstreams: upstreams.into(),
     };
-    let task = tokio::spawn(serve_dns(udp, tcp, resolvers, shutdown));
-    Ok((task, address))
+    let tasks = vec![
+        tokio::spawn(serve_dns(udp, tcp, resolvers, shutdown.clone())),
+        tokio::spawn(serve_intercepted(
+            listener,
+            names,
+            outbound,
+            shutdown.clone(),
+        )),
+    ];
+    Ok((tasks, address))
 }
 
 /// The name servers of `/etc/resolv.conf` (read once, at start: a rule that redirects DNS to

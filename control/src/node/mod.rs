@@ -267,10 +267,15 @@ impl Node {
             shutdown.subscribe(),
         )));
         let dns_addr = if config.intercept.enabled {
-            let (task, address) =
-                intercept::start_dns(&config.intercept, directory.clone(), shutdown.subscribe())
-                    .await?;
-            listeners.push(task);
+            let stop = shutdown.subscribe();
+            let (tasks, address) = intercept::start(
+                &config.intercept,
+                directory.clone(),
+                outbound.clone(),
+                &stop,
+            )
+            .await?;
+            listeners.extend(tasks);
             Some(address)
         } else {
             None

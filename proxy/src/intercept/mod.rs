@@ -6,12 +6,15 @@
 mod addresses;
 mod answer;
 mod dns;
+mod listener;
+mod sniff;
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 pub use addresses::{Addresses, Network};
 pub use dns::{serve_dns, Resolvers};
+pub use listener::serve_intercepted;
 
 use crate::directory::{Directory, Resolution};
 use crate::target::ServiceName;

@@ -11,8 +11,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -58,32 +59,63 @@ pub async fn serve_http_outbound(
     outbound: Arc<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = server_builder();
+    let builder = Arc::new(server_builder());
     let graceful = GracefulShutdown::new();
     while let Some((stream, remote)) = accept(&listener, &mut shutdown).await {
-        let outbound = outbound.clone();
+        let connection = HttpConnection {
+            stream,
+            remote,
+            target: None,
+        };
+        tokio::spawn(connection.serve(builder.clone(), outbound.clone(), graceful.watcher()));
+    }
+    drop(listener);
+    drain(graceful).await;
+}
+
+/// One client connection to serve as HTTP.
+pub(crate) struct HttpConnection {
+    pub(crate) stream: TcpStream,
+    pub(crate) remote: SocketAddr,
+    /// The service every request on it is for; `None`: each request names its own.
+    pub(crate) target: Option<ServiceName>,
+}
+
+impl HttpConnection {
+    /// Serves the connection's requests until it closes, or a drain closes it.
+    pub(crate) async fn serve(
+        self,
+        builder: Arc<auto::Builder<TokioExecutor>>,
+        outbound: Arc<Outbound>,
+        graceful: Watcher,
+    ) {
+        let HttpConnection {
+            stream,
+            remote,
+            target,
+        } = self;
         let (stream, conflict) = Guarded::new(stream);
         let requests = Arc::new(AtomicU64::new(0));
         let service = service_fn(move |request: Request<Incoming>| {
-            let outbound = outbound.clone();
+            let (outbound, target) = (outbound.clone(), target.clone());
             let smuggled = request.version() != http::Version::HTTP_2
                 && conflict.is(requests.fetch_add(1, Ordering::Relaxed));
             async move {
                 if smuggled {
                     return Ok::<_, Infallible>(conflicting_framing());
                 }
-                Ok(handle(&outbound, request).await)
+                Ok(handle(&outbound, request, target).await)
             }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%remote, error = %e, "outbound connection ended");
-            }
-        });
+        if let Err(e) = graceful.watch(connection.into_owned()).await {
+            debug!(%remote, error = %e, "outbound connection ended");
+        }
     }
-    drop(listener);
+}
+
+/// Lets the calls in flight finish, for a bounded time.
+pub(crate) async fn drain(graceful: GracefulShutdown) {
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
@@ -118,10 +150,14 @@ fn conflicting_framing() -> Response<Body> {
     response
 }
 
-async fn handle(outbound: &Outbound, mut request: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    outbound: &Outbound,
+    mut request: Request<Incoming>,
+    target: Option<ServiceName>,
+) -> Response<Body> {
     let started = Instant::now();
     let grpc = is_grpc(&request);
-    let Some(name) = service_name(&request) else {
+    let Some(name) = target.or_else(|| service_name(&request)) else {
         return ProxyError::BadRequest {
             reason: "no service named in Host or :authority".into(),
         }

@@ -28,7 +28,8 @@ use crate::retry::RetryPolicy;
 use crate::target::ServiceName;
 
 pub use self::http::serve_http_outbound;
-pub(crate) use self::http::server_builder;
+pub(crate) use self::http::{drain, server_builder, HttpConnection};
+pub(crate) use self::tcp::carry_tcp;
 pub use self::tcp::serve_tcp_outbound;
 
 /// The next connection on `listener`, with Nagle's algorithm off (proxied requests and
