@@ -11,6 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use support::lab::Lab;
+use support::mesh::{one_at_a_time, MeshPlan};
 use support::netns::{Netns, NetnsPair};
 use support::registry::Dnsmasq;
 use support::{
@@ -423,4 +425,79 @@ fn applications_that_know_nothing_of_ferry_call_services_by_name() {
     );
 
     intercept(&hosts.a, &["uninstall"]);
+}
+
+/// Across datacenters, in a lab of two LANs joined by a WAN that only the gateways touch: an
+/// intercepted client calls `greeter` (its own datacenter's) and `greeter.dc2` by name, and
+/// when dc1's greeter dies its next call by the same name is served by dc2's.
+#[test]
+fn an_intercepted_client_reaches_other_datacenters_and_fails_over_by_name() {
+    let _serial = one_at_a_time();
+    let mut lab = Lab::new();
+    for network in ["lan1", "lan2", "wan"] {
+        lab.network(network);
+    }
+    let app_host = lab.host("app", &["lan1"]);
+    let svc1_host = lab.host("svc1", &["lan1"]);
+    let svc2_host = lab.host("svc2", &["lan2"]);
+    let gw1 = lab.host("dc1-gw", &["lan1", "wan"]);
+    let gw2 = lab.host("dc2-gw", &["lan2", "wan"]);
+    let mut greeter1 = Backend::http_in(svc1_host.netns(), "dc1-greeter");
+    let greeter2 = Backend::http_in(svc2_host.netns(), "dc2-greeter");
+
+    let mut plan = MeshPlan::new();
+    plan.gateway(&gw1, "dc1", "lan1");
+    plan.gateway(&gw2, "dc2", "lan2");
+    let app = plan
+        .sidecar(&app_host, "dc1")
+        .raw("[intercept]\nenabled = true\ndns = \"127.0.0.1:5353\"\n");
+    let svc1 = plan
+        .sidecar(&svc1_host, "dc1")
+        .service(Service::http("greeter", greeter1.address).health("/healthz"));
+    let svc2 = plan
+        .sidecar(&svc2_host, "dc2")
+        .service(Service::http("greeter", greeter2.address).health("/healthz"));
+    let gateways = plan.start_gateways();
+    let (app, svc1, svc2) = (app.start(), svc1.start(), svc2.start());
+    for node in gateways.iter().chain([&app, &svc1, &svc2]) {
+        wait_ready(node);
+    }
+    wait_routable(&app, "greeter.dc2");
+    let netns = app_host.netns().expect("a namespace");
+    let routed = run(
+        command_in(Some(netns), "ip").args(["route", "add", "default", "dev", "lan1"]),
+        Duration::from_secs(10),
+    );
+    assert!(routed.success(), "{routed:?}");
+    let config = app.config_path().to_str().expect("UTF-8").to_owned();
+    let install = ["install", "--config", &config, "--uid", "0", "--dns"];
+    let ran = run(
+        command_in(Some(netns), ferry_bin())
+            .arg("intercept")
+            .args(install),
+        Duration::from_secs(20),
+    );
+    assert!(ran.success(), "{ran:?}");
+    let call = |url: &str| {
+        let mut command = command_in(Some(netns), "runuser");
+        command.args(["-u", "nobody", "--", "curl", "-sS", "--max-time", "10", url]);
+        run(&mut command, Duration::from_secs(20))
+    };
+    let by_name = call("http://greeter/hello");
+    assert!(
+        by_name.stdout.contains("hello from dc1-greeter"),
+        "{by_name:?}"
+    );
+    let pinned = call("http://greeter.dc2/hello");
+    assert!(
+        pinned.stdout.contains("hello from dc2-greeter"),
+        "{pinned:?}"
+    );
+
+    greeter1.kill();
+    let failed_over = call("http://greeter/hello");
+    assert!(
+        failed_over.stdout.contains("hello from dc2-greeter"),
+        "the first call after dc1's greeter died: {failed_over:?}"
+    );
 }

@@ -263,3 +263,32 @@ fn a_pair_started_with_flags_alone_talks() {
     });
     assert!(answer.contains("hello from greeter-on-b"), "{answer}");
 }
+
+#[test]
+fn a_serving_node_told_to_stop_finishes_the_calls_peers_sent_it() {
+    let greeter = Backend::http("greeter-on-b");
+    let (a, b) = pair(
+        vec![Service::http("greeter", greeter.address).health("/healthz")],
+        &[],
+    );
+    wait_routable(&a, "greeter");
+    let outbound = a.outbound;
+    let call = std::thread::spawn(move || get(outbound, "greeter", "/slow?ms=1500"));
+    // The backend records a path when the request arrives: then the call is in flight at b.
+    eventually(Duration::from_secs(10), || {
+        let seen = support::curl_ran(&[&format!("http://{}/seen", greeter.address)])
+            .response()?
+            .body;
+        seen.contains("/slow")
+            .then_some(())
+            .ok_or_else(|| "the slow call has not reached the backend yet".to_owned())
+    });
+    b.signal("TERM");
+    let response = call.join().expect("the caller thread").expect("curl runs");
+    assert_eq!(
+        (response.status, response.body.trim()),
+        (200, "slow done by greeter-on-b"),
+        "the call b was serving finished before b closed its links"
+    );
+    assert_eq!(b.wait_exit(Duration::from_secs(15)), Some(0));
+}

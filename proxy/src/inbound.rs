@@ -5,6 +5,7 @@
 //! connection to the service. Each call is first put to the node's [`Access`]: its
 //! authorization policy and the service's rate limit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,17 +32,47 @@ use crate::metrics::{self, Direction};
 use crate::pool::{connect_tcp, Upstreams};
 use crate::splice::{self, Prefixed};
 
-/// The handler for the streams peers open: each is served on the task that read its header.
+/// How many streams from peers this node is serving: a draining node waits for them before
+/// it closes its links, so that no response is cut short.
+#[derive(Clone, Debug, Default)]
+pub struct InboundCalls(Arc<AtomicUsize>);
+
+impl InboundCalls {
+    /// The streams being served now.
+    pub fn in_flight(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn start(&self) -> Serving {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Serving(self.0.clone())
+    }
+}
+
+/// One stream being served; counted until dropped.
+struct Serving(Arc<AtomicUsize>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The handler for the streams peers open: each is served on the task that read its header,
+/// and counted in `calls` while it is.
 pub fn inbound_handler(
     directory: Arc<dyn Directory>,
     upstreams: Upstreams,
     access: Arc<Access>,
+    calls: InboundCalls,
 ) -> StreamHandler {
     Arc::new(move |stream| {
         let directory = directory.clone();
         let upstreams = upstreams.clone();
         let access = access.clone();
+        let serving = calls.start();
         Box::pin(async move {
+            let _serving = serving;
             let local = Local {
                 directory: directory.as_ref(),
                 upstreams: &upstreams,

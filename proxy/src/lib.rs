@@ -44,7 +44,7 @@ mod throttle;
 
 pub use directory::{Directory, Endpoint, EndpointId, Resolution};
 pub use error::{ProxyError, TryError};
-pub use inbound::inbound_handler;
+pub use inbound::{inbound_handler, InboundCalls};
 pub use outbound::{serve_http_outbound, serve_tcp_outbound, Outbound, OutboundSettings};
 pub use pool::Upstreams;
 pub use target::{ServiceName, Target};

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use ferry_proxy::access::Access;
 use ferry_proxy::broker::{serve_application_api, Broker, BrokerSettings, NatsSettings};
-use ferry_proxy::{Outbound, OutboundSettings, ServiceName, Upstreams};
+use ferry_proxy::{InboundCalls, Outbound, OutboundSettings, ServiceName, Upstreams};
 use ferry_tunnel::{Identity, Network, NetworkConfig, PeerAddress, Trust};
 
 use crate::config::{BrokerKind, Config, OutboundKind, DEFAULT_NATS_PREFIX, DEFAULT_NATS_STREAM};
@@ -34,8 +34,11 @@ pub use state::NodeState;
 pub use trust::{expires_in, TrustConfig, TrustError, EXPIRY_WARNING};
 pub use views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
 
-/// How long a stopping node waits for its listeners to finish the calls in flight.
+/// How long a stopping node waits for its listeners, and then for the calls peers sent it, to
+/// finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(12);
+/// How often a draining node looks whether the calls peers sent it have finished.
+const INBOUND_POLL: Duration = Duration::from_millis(10);
 
 /// The addresses a node's sockets were bound to (ports chosen by the OS when asked for 0).
 #[derive(Clone, Debug)]
@@ -226,10 +229,12 @@ impl Node {
         }
         let access = Arc::new(Access::default());
         access::apply(&access, &config);
+        let inbound = InboundCalls::default();
         network.serve_streams(ferry_proxy::inbound_handler(
             directory.clone(),
             upstreams.clone(),
             access.clone(),
+            inbound.clone(),
         ));
 
         let subscribers = Arc::new(NodeSubscribers::new(
@@ -300,6 +305,7 @@ impl Node {
             record,
             outbound,
             access,
+            inbound,
             shutdown,
             reload_error: RwLock::new(None),
             listeners_up: AtomicBool::new(false),
@@ -343,12 +349,26 @@ impl Node {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             warn!("drain timed out; stopping anyway");
         }
-        // Withdrawn from the registry before the links close, so no peer redials a node
-        // that is going away.
+        // Withdrawn from the registry and the mesh before the links close, so that no peer
+        // redials a node that is going away or sends it new calls; then the calls peers sent
+        // here finish before the links that carry their responses close.
         self.state.registry.deregister().await;
+        self.state.network.announce(Vec::new());
+        let served = async {
+            while self.state.inbound.in_flight() > 0 {
+                tokio::time::sleep(INBOUND_POLL).await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, served).await.is_err() {
+            warn!(
+                in_flight = self.state.inbound.in_flight(),
+                "calls from peers still in flight after the drain timeout; closing them"
+            );
+        }
         self.state.network.close();
         // Last, the admin API: it finishes what it is answering (the reply to POST /drain) and
         // its thread ends, before the process does.

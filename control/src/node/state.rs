@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use ferry_proxy::access::Access;
-use ferry_proxy::Outbound;
+use ferry_proxy::{InboundCalls, Outbound};
 use ferry_tunnel::{Network, PublicKey};
 
 use super::trust::TrustConfig;
@@ -36,6 +36,8 @@ pub struct NodeState {
     pub(super) outbound: Arc<Outbound>,
     /// Who may call the local services, and how often.
     pub(super) access: Arc<Access>,
+    /// The calls peers sent that are being served.
+    pub(super) inbound: InboundCalls,
     pub(super) shutdown: watch::Sender<bool>,
     /// Why the last reload was refused, until a good one comes.
     pub(super) reload_error: RwLock<Option<String>>,
