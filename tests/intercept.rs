@@ -412,17 +412,32 @@ fn applications_that_know_nothing_of_ferry_call_services_by_name() {
     let ran = as_app(&hosts.a, "python3", &["-c", read_banner]);
     assert_eq!(ran.stdout.trim(), "220 banner", "{ran:?}");
     // A virtual address no name was given: refused at once.
-    let started = std::time::Instant::now();
-    let ran = as_app(
-        &hosts.a,
-        "curl",
-        &["-sS", "--max-time", "5", "http://240.0.255.254/"],
-    );
-    assert!(!ran.success(), "{ran:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "refused, not timed out"
-    );
+    let refused_at_once = |url: &str| {
+        let started = std::time::Instant::now();
+        let ran = as_app(&hosts.a, "curl", &["-sS", "--max-time", "5", url]);
+        assert!(!ran.success() && ran.stdout.is_empty(), "{url}: {ran:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{url}: refused, not timed out"
+        );
+    };
+    refused_at_once("http://240.0.255.254/");
+    // The address of a service that went away: refused too, not answered 503.
+    let ferry_dns: SocketAddr = "127.0.0.1:5353".parse().expect("an address");
+    let (_, addresses) = dig(&hosts.a, ferry_dns, "greeter", false);
+    let [gone] = addresses.as_slice() else {
+        panic!("greeter's address: {addresses:?}");
+    };
+    setup.b.kill();
+    eventually(Duration::from_secs(10), || {
+        let answer = dig(&hosts.a, ferry_dns, "greeter", false);
+        answer
+            .1
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| format!("greeter still resolves: {answer:?}"))
+    });
+    refused_at_once(&format!("http://{gone}/hello"));
 
     intercept(&hosts.a, &["uninstall"]);
 }
@@ -500,4 +515,57 @@ fn an_intercepted_client_reaches_other_datacenters_and_fails_over_by_name() {
         failed_over.stdout.contains("hello from dc2-greeter"),
         "the first call after dc1's greeter died: {failed_over:?}"
     );
+}
+
+#[test]
+fn without_iptables_the_rules_are_one_nft_table_and_work_the_same() {
+    require_tool("nft");
+    let setup = setup("127.0.0.1:5353");
+    let host = &setup.hosts.a;
+    let config = setup.a.config_path().to_str().expect("UTF-8").to_owned();
+    // A PATH with nft and without iptables, as on a node that has only nftables.
+    let bin = support::TempDir::new("nft-only");
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nft is installed");
+    std::os::unix::fs::symlink(nft, bin.join("nft")).expect("can link nft");
+    let ferry_nft_only = |args: &[&str]| {
+        let ran = run(
+            command_in(host.netns(), "env")
+                .arg(format!("PATH={}", bin.path().display()))
+                .arg(ferry_bin())
+                .arg("intercept")
+                .args(args),
+            Duration::from_secs(20),
+        );
+        assert!(ran.success(), "ferry intercept {args:?}: {ran:?}");
+    };
+    let table = || {
+        run(
+            command_in(host.netns(), "nft").args(["list", "table", "ip", "ferry_intercept"]),
+            Duration::from_secs(10),
+        )
+    };
+    assert!(!table().success(), "no table before install");
+    ferry_nft_only(&["install", "--config", &config, "--uid", "0", "--dns"]);
+    let listed = table();
+    assert!(
+        listed.success() && listed.stdout.contains("240.0.0.0/16"),
+        "{listed:?}"
+    );
+    ferry_nft_only(&["install", "--config", &config, "--uid", "0", "--dns"]);
+    assert_eq!(
+        table().stdout,
+        listed.stdout,
+        "a second install changes nothing"
+    );
+    let answer = dig_as_app(host, "greeter");
+    assert!(
+        answer.len() == 1 && answer[0].starts_with("240.0."),
+        "greeter through the captured resolver: {answer:?}"
+    );
+    ferry_nft_only(&["uninstall"]);
+    assert!(!table().success(), "uninstall removes the table");
+    ferry_nft_only(&["uninstall"]);
 }

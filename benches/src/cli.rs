@@ -10,12 +10,13 @@ alternating targets round by round, and writes benches/RESULTS.md and benches/re
 then times failover, convergence and joining in a three-datacenter mesh and writes
 benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writes
 benches/BROKER.md; then the cost of certificates and authorization rules, in
-benches/IDENTITY.md.
+benches/IDENTITY.md, and of interception, in benches/INTERCEPT.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
                 3 trials of the datacenters scenario instead of 10
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers`, `datacenters`, `broker` or `identity`: run that part only
+  --only PART   `peers`, `datacenters`, `broker`, `identity` or `intercept`: run that part
+                only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -40,6 +41,8 @@ pub(crate) enum Part {
     Broker,
     /// Handshakes with certificates, and calls checked by authorization rules.
     Identity,
+    /// HTTP/1.1 through interception beside the explicit outbound.
+    Intercept,
 }
 
 impl Options {
@@ -84,9 +87,10 @@ impl Options {
                         Some("datacenters") => Part::Datacenters,
                         Some("broker") => Part::Broker,
                         Some("identity") => Part::Identity,
+                        Some("intercept") => Part::Intercept,
                         other => {
                             return Err(Error::Usage(format!(
-                                "--only takes `peers`, `datacenters`, `broker` or `identity`, not {other:?}"
+                                "--only takes `peers`, `datacenters`, `broker`, `identity` or `intercept`, not {other:?}"
                             )))
                         }
                     });

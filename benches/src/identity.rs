@@ -21,10 +21,9 @@ use ferry_tunnel::{Identity, Network, NetworkConfig, PublicKey, Transport, Trust
 
 use crate::error::{Error, Result};
 use crate::ferry::{self, NodeSpec};
-use crate::load::{self, Caller, Kind};
 use crate::process::{wait_for_port, Process};
-use crate::stats::{median, ratio, rotation, Samples};
-use crate::usage;
+use crate::side_by_side::{Comparison, Side, RPS};
+use crate::stats::{median, ratio, rotation};
 
 /// The two sides of each comparison, as the report names them.
 const PLAIN: &str = "keys";
@@ -33,25 +32,20 @@ const NO_RULES: &str = "no rules";
 const TEN_RULES: &str = "ten rules";
 
 const HANDSHAKE_US: &str = "handshake µs";
-const RPS: &str = "HTTP/1.1 req/s, 32 connections";
-const P50: &str = "p50 µs at a fixed rate";
-const P99: &str = "p99 µs at a fixed rate";
-const CPU: &str = "pair CPU µs per request";
 
 /// Handshakes per variant per round.
 const HANDSHAKES: usize = 30;
 /// Between two handshakes from one address: the admission control (`tunnel/src/admission.rs`)
 /// allows 16 a second from an address; this stays far below.
 const HANDSHAKE_GAP: Duration = Duration::from_millis(80);
-const CONNECTIONS: usize = 32;
 
 /// What a run measured.
 pub(crate) struct Figures {
-    samples: Samples,
+    /// The two pairs, HTTP/1.1 through each.
+    pub comparison: Comparison,
     /// Every handshake time of each variant, in microseconds.
     handshakes: [(String, Vec<f64>); 2],
     rounds: usize,
-    pub notes: Vec<String>,
 }
 
 fn ip(last: u8) -> Ipv4Addr {
@@ -65,12 +59,10 @@ pub(crate) async fn measure(
     rounds: usize,
     timing: (Duration, Duration),
 ) -> Result<Figures> {
-    let (warmup, measure) = timing;
     let mut figures = Figures {
-        samples: Samples::default(),
+        comparison: Comparison::default(),
         handshakes: [(PLAIN.into(), Vec::new()), (CERTIFIED.into(), Vec::new())],
         rounds,
-        notes: Vec::new(),
     };
     let dialers = [Dialer::start(false)?, Dialer::start(true)?];
     let backend = SocketAddr::from((ip(1), 18080));
@@ -79,71 +71,23 @@ pub(crate) async fn measure(
         Pair::start(ferry_bin, dir, backend, false).await?,
         Pair::start(ferry_bin, dir, backend, true).await?,
     ];
-    let mut fixed_rate = 0.0;
+    let sides = pairs.each_ref().map(|pair| Side {
+        name: pair.name,
+        entry: pair.entry,
+        pids: [pair.a.pid(), pair.b.pid()],
+    });
     for round in 0..rounds {
         println!("round {} of {rounds} (identity)", round + 1);
         for i in rotation(2, round) {
             let times = dialers[i].handshakes(HANDSHAKES).await?;
             figures.handshakes[i].1.extend(times);
         }
-        for i in rotation(2, round) {
-            let pair = &mut pairs[i];
-            let name = pair.name;
-            let before = pair.cpu_time()?;
-            let callers = connect(pair.entry, CONNECTIONS).await?;
-            let r = load::closed_loop(callers, warmup, measure).await;
-            let used = pair.cpu_time()?.saturating_sub(before);
-            figures.samples.record(RPS, name, r.per_second());
-            // Warm-up requests used CPU too: count them at the measured rate.
-            let requests = r.per_second() * (warmup + measure).as_secs_f64();
-            figures
-                .samples
-                .record(CPU, name, used.as_secs_f64() * 1e6 / requests.max(1.0));
-            if r.errors > 0 {
-                figures.notes.push(format!(
-                    "{name}, round {}: {} failed requests",
-                    round + 1,
-                    r.errors
-                ));
-            }
+        figures.comparison.round(&sides, round, timing).await?;
+        for pair in &mut pairs {
             pair.check_running()?;
         }
-        if fixed_rate == 0.0 {
-            let slowest = [NO_RULES, TEN_RULES]
-                .iter()
-                .filter_map(|name| figures.samples.median(RPS, name))
-                .fold(f64::INFINITY, f64::min);
-            fixed_rate = ((slowest * 0.5 / 100.0).floor() * 100.0).max(100.0);
-        }
-        for i in rotation(2, round) {
-            let pair = &pairs[i];
-            let callers = connect(pair.entry, CONNECTIONS).await?;
-            let r = load::open_loop(callers, fixed_rate, warmup, measure).await;
-            figures.samples.record(P50, pair.name, r.micros(0.5));
-            figures.samples.record(P99, pair.name, r.micros(0.99));
-        }
     }
-    figures.notes.push(format!(
-        "Latency at a fixed rate: {fixed_rate:.0} requests a second, half what the slower pair served in the first round."
-    ));
     Ok(figures)
-}
-
-async fn connect(addr: SocketAddr, n: usize) -> Result<Vec<Caller>> {
-    let kind = Kind::Http1 {
-        host: crate::lab::HTTP_SERVICE.to_string(),
-    };
-    let mut callers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let caller = Caller::connect(addr, kind.clone())
-            .await
-            .map_err(|e| Error::Command {
-                what: format!("connecting to {addr}"),
-                detail: e.0,
-            })?;
-        callers.push(caller);
-    }
-    Ok(callers)
 }
 
 fn setup(what: &str) -> impl Fn(ferry_tunnel::Error) -> Error + '_ {
@@ -360,10 +304,6 @@ impl Pair {
         })
     }
 
-    fn cpu_time(&self) -> Result<Duration> {
-        Ok(usage::cpu_time(self.a.pid())? + usage::cpu_time(self.b.pid())?)
-    }
-
     fn check_running(&mut self) -> Result<()> {
         self.a.check_running()?;
         self.b.check_running()
@@ -419,24 +359,16 @@ pub(crate) fn section(f: &Figures) -> String {
             fmt_ratio(ratio(b, a))
         );
     }
-    for metric in [RPS, P50, P99, CPU] {
-        let (a, b) = (
-            f.samples.median(metric, NO_RULES),
-            f.samples.median(metric, TEN_RULES),
-        );
-        let _ = writeln!(
-            md,
-            "| {metric} (no rules beside ten) | {} | {} | {} |",
-            fmt(a),
-            fmt(b),
-            fmt_ratio(ratio(b, a))
-        );
-    }
+    md.push_str(
+        &f.comparison
+            .rows([NO_RULES, TEN_RULES], " (no rules beside ten)"),
+    );
     let per_round: Vec<f64> = f
+        .comparison
         .samples
         .values(RPS, TEN_RULES)
         .iter()
-        .zip(f.samples.values(RPS, NO_RULES))
+        .zip(f.comparison.samples.values(RPS, NO_RULES))
         .map(|(with, without)| with / without)
         .collect();
     if let (Some(lo), Some(hi)) = (

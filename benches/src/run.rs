@@ -8,10 +8,10 @@ use crate::bulk::{self, Bulk};
 use crate::cli::{Options, Part, USAGE};
 use crate::error::{Error, Result};
 use crate::lab::{self, Lab};
-use crate::load::{self, Caller, Kind};
+use crate::load::{self, connect_all, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{broker, chart, datacenters, external, ferry, identity, report, usage};
+use crate::{broker, chart, datacenters, external, ferry, identity, intercept, report, usage};
 
 /// Metric names, shared with the report.
 pub(crate) mod metric {
@@ -169,7 +169,23 @@ async fn run(options: Options) -> Result<()> {
             "IDENTITY.md",
             "identity",
             md,
-            &figures.notes,
+            &figures.comparison.notes,
+        )?;
+    }
+    if options.runs_part(Part::Intercept) {
+        let peers = peers::ensure().await?;
+        println!("starting the interception targets on loopback (rules in this machine's nat table for the run)");
+        let timing = (timing.warmup, timing.measure);
+        let figures =
+            intercept::measure(&ferry_bin, &peers.nginx, dir, options.runs, timing).await?;
+        let md = intercept::section(&figures);
+        write_part(
+            &options,
+            &out_dir,
+            "INTERCEPT.md",
+            "intercept",
+            md,
+            &figures.comparison.notes,
         )?;
     }
     if options.runs_part(Part::Broker) {
@@ -439,20 +455,6 @@ fn record_rss(samples: &mut Samples, lab: &Lab, a_metric: &str, b_metric: &str) 
         samples.record(b_metric, target, usage::rss_mib(b)?);
     }
     Ok(())
-}
-
-async fn connect_all(addr: std::net::SocketAddr, kind: &Kind, n: usize) -> Result<Vec<Caller>> {
-    let mut callers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let caller = Caller::connect(addr, kind.clone())
-            .await
-            .map_err(|e| Error::Command {
-                what: format!("connecting to {addr}"),
-                detail: e.0,
-            })?;
-        callers.push(caller);
-    }
-    Ok(callers)
 }
 
 async fn versions(peers: &Peers) -> Vec<(String, String)> {

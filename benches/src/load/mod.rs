@@ -180,3 +180,22 @@ pub(crate) async fn open_loop(
         .collect();
     gather(tasks, measure).await
 }
+
+/// `n` callers of `kind`, each with its own connection to `addr`.
+pub(crate) async fn connect_all(
+    addr: std::net::SocketAddr,
+    kind: &Kind,
+    n: usize,
+) -> crate::error::Result<Vec<Caller>> {
+    let mut callers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let caller = Caller::connect(addr, kind.clone()).await.map_err(|e| {
+            crate::error::Error::Command {
+                what: format!("connecting to {addr}"),
+                detail: e.0,
+            }
+        })?;
+        callers.push(caller);
+    }
+    Ok(callers)
+}

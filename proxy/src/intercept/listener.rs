@@ -3,7 +3,8 @@
 //! that starts like HTTP/1 or HTTP/2 is served as the HTTP outbound serves calls (routing,
 //! retries, balancing, deadlines, metrics, errors); anything else is carried to the service as
 //! opaque TCP. A client that sends nothing for 300 ms is taken for one whose server speaks
-//! first (SMTP, MySQL) and carried as TCP.
+//! first (SMTP, MySQL) and carried as TCP. The address of a service that went away is
+//! refused.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -34,8 +35,9 @@ pub async fn serve_intercepted(
     let graceful = GracefulShutdown::new();
     while let Some((stream, remote)) = accept(&listener, &mut shutdown).await {
         let Some(name) = original_destination(&stream).and_then(|a| names.name_of(a)) else {
-            // Not a virtual address (or one whose name this node never gave): refused at
-            // once, as a connection to an address nobody listens on would be.
+            // Not a virtual address, one whose name this node never gave, or one of a service
+            // that went away: refused at once, as a connection to an address nobody listens
+            // on would be.
             debug!(%remote, "intercepted connection to no virtual address: refused");
             // A zero linger makes the close a reset: the client is refused, not hung up on.
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

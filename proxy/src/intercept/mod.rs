@@ -38,23 +38,29 @@ impl VirtualNames {
     /// The address of `name` while it is a known service (in its datacenter, when pinned);
     /// `None` otherwise, so that its DNS query goes upstream.
     pub fn address_of(&self, name: &ServiceName) -> Option<Ipv4Addr> {
-        match self.directory.resolve(name) {
-            Resolution::Endpoints(endpoints) if !endpoints.is_empty() => self
-                .addresses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .address_of(name),
-            _ => None,
+        if !self.known(name) {
+            return None;
         }
-    }
-
-    /// The name `address` was given, if any.
-    pub fn name_of(&self, address: Ipv4Addr) -> Option<ServiceName> {
         self.addresses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .address_of(name)
+    }
+
+    /// The name `address` was given, while it is a known service: a connection to the
+    /// address of a service that went away has nobody to go to.
+    pub fn name_of(&self, address: Ipv4Addr) -> Option<ServiceName> {
+        let name = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .name_of(address)
-            .cloned()
+            .cloned()?;
+        self.known(&name).then_some(name)
+    }
+
+    fn known(&self, name: &ServiceName) -> bool {
+        matches!(self.directory.resolve(name), Resolution::Endpoints(e) if !e.is_empty())
     }
 }
 
