@@ -11,14 +11,14 @@ impl Reader<'_> {
         if let Some(enabled) = self.field(table, "enabled", &boolean) {
             intercept.enabled = enabled;
         }
-        let address = quoted(values::socket_addr, ADDRESS_EXAMPLE);
-        if let Some((listen, line)) = self.field_at(table, "listen", &address) {
+        let local = quoted(redirect_target, ADDRESS_EXAMPLE);
+        if let Some((listen, line)) = self.field_at(table, "listen", &local) {
             intercept.listen = listen;
             if intercept.enabled {
                 self.add_listener("intercept.listen".into(), listen, line);
             }
         }
-        if let Some((dns, line)) = self.field_at(table, "dns", &address) {
+        if let Some((dns, line)) = self.field_at(table, "dns", &local) {
             intercept.dns = dns;
             if intercept.enabled {
                 self.add_listener("intercept.dns".into(), dns, line);
@@ -28,5 +28,19 @@ impl Reader<'_> {
         if let Some(network) = self.field(table, "virtual_network", &network) {
             intercept.virtual_network = network;
         }
+    }
+}
+
+/// Where redirected traffic can land: the rules' REDIRECT sends a node's own packets to
+/// 127.0.0.1, so Ferry must listen there (or on every address).
+fn redirect_target(text: &str) -> Result<std::net::SocketAddr, String> {
+    let address = values::socket_addr(text)?;
+    let ip = address.ip();
+    if ip == std::net::IpAddr::from([127, 0, 0, 1]) || ip.is_unspecified() {
+        Ok(address)
+    } else {
+        Err(format!(
+            "{address}: redirected traffic lands on 127.0.0.1, so listen there (or on 0.0.0.0)"
+        ))
     }
 }

@@ -149,4 +149,6 @@ fn intercept_is_off_by_default_and_its_network_is_checked() {
     let clash = "[admin]\nlisten = \"127.0.0.1:9000\"\n[intercept]\nenabled = true\n\
                  listen = \"127.0.0.1:9000\"\n";
     assert_eq!(errors(clash), [at(5, "intercept.listen")]);
+    let elsewhere = "[intercept]\nenabled = true\nlisten = \"10.0.0.1:7704\"\n";
+    assert_eq!(errors(elsewhere), [at(3, "intercept.listen")]);
 }
