@@ -75,22 +75,7 @@ fn ferry_toml(manifest: &str) -> String {
 #[test]
 fn the_configs_in_the_manifests_pass_ferry_check() {
     let dir = TempDir::new("k8s-configs");
-    let key = ferry(
-        &[
-            "keygen",
-            "--out",
-            dir.join("peer.key").to_str().expect("UTF-8"),
-        ],
-        dir.path(),
-    );
-    assert!(key.success(), "{key:?}");
-    let public = key
-        .stdout
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned();
+    let public = support::keygen(&dir.join("peer.key"));
     let trusted = dir.join("trusted.keys");
     fs::write(&trusted, format!("{public}\n")).expect("writes");
     for manifest in ["sidecar.yaml", "gateway.yaml"] {

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::ca::Ca;
 use support::load::Load;
 use support::{
-    eventually, ferry, get, metric, wait_ready, wait_routable, Backend, Node, NodeBuilder, Service,
+    eventually, get, metric, wait_ready, wait_routable, Backend, Node, NodeBuilder, Service,
 };
 
 /// A node trusting `ca` only, fronting `service` on `backend` under a certificate of `ca`.
@@ -234,18 +234,7 @@ fn a_nodes_key_is_replaced_under_load_with_no_other_config_touched() {
     let config = fs::read_to_string(s2.config_path()).expect("reads");
     let key_file = s2.dir().join("node.key");
     fs::remove_file(&key_file).expect("removes the old key");
-    let made = ferry(
-        &["keygen", "--out", key_file.to_str().expect("UTF-8")],
-        s2.dir().path(),
-    );
-    assert!(made.success(), "{made:?}");
-    let new_key = made
-        .stdout
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned();
+    let new_key = support::keygen(&key_file);
     assert_ne!(new_key, s2.public_key);
     ca.sign_into(
         ("two", &new_key, "dc1"),

@@ -264,6 +264,23 @@ pub(crate) fn ferry(args: &[&str], state_dir: &Path) -> Ran {
     )
 }
 
+/// `ferry keygen --out OUT`: the public key it printed (its last line).
+pub(crate) fn keygen(out: &Path) -> String {
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let made = ferry(&["keygen", "--out", out.to_str().expect("UTF-8")], dir);
+    assert!(
+        made.success(),
+        "ferry keygen --out {}: {made:?}",
+        out.display()
+    );
+    made.stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or_else(|| panic!("ferry keygen printed no public key"))
+        .to_owned()
+}
+
 /// The last lines of a text, for logs printed when a test fails.
 pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
