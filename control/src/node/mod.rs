@@ -31,7 +31,7 @@ use crate::services::LocalServices;
 use crate::subscribers::NodeSubscribers;
 
 pub use state::NodeState;
-pub use trust::{expires_in, TrustConfig, TrustError, EXPIRY_WARNING};
+pub use trust::{expires_in, TrustConfig, TrustError};
 pub use views::{PeerRow, RegistryView, RouteRow, ServiceRow, Status};
 
 /// How long a stopping node waits for its listeners, and then for the calls peers sent it, to
@@ -386,7 +386,7 @@ const TRUST_FILE_POLL: Duration = Duration::from_secs(1);
 /// Rereads the trust file, the CAs and the certificate whenever one's modification time or
 /// size changes, so that a key added by a provisioning tool is trusted, or a renewed
 /// certificate presented, within a second, with no signal needed. Also keeps the expiry
-/// gauges current.
+/// gauges current, and warns of a certificate as it comes within 7 days of its end.
 async fn watch_trust_files(state: Arc<NodeState>) {
     let stamp = |state: &NodeState| {
         trust::watched_files(&state.config())
@@ -398,13 +398,21 @@ async fn watch_trust_files(state: Arc<NodeState>) {
             .collect::<Vec<_>>()
     };
     let mut seen = stamp(&state);
+    // Reading the files at start warned of these already.
+    let mut warned = trust::record_expiry(state.network.trust());
     let mut stop = state.shutdown.subscribe();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TRUST_FILE_POLL) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        trust::record_expiry(state.network.trust());
+        // A certificate that comes within 7 days of its end while the node runs is logged
+        // once, as it crosses the line (and once more when it expires).
+        let near = trust::record_expiry(state.network.trust());
+        for warning in near.iter().filter(|w| !warned.contains(w)) {
+            warn!("{warning}");
+        }
+        warned = near;
         let now = stamp(&state);
         if now != seen {
             seen = now;

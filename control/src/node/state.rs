@@ -228,28 +228,18 @@ impl NodeState {
 
     /// The node's own certificate, then the CAs it trusts.
     fn certificates(&self) -> Vec<CertificateView> {
-        let trust = self.network.trust();
         let now = std::time::SystemTime::now();
-        let own = trust.certificate().map(|c| ("node", (*c).clone()));
-        let cas = trust.authorities().into_iter().map(|c| ("ca", c));
-        own.into_iter()
-            .chain(cas)
+        super::trust::held(self.network.trust())
+            .into_iter()
             .map(|(kind, cert)| {
                 let left = super::expires_in(&cert, now).unwrap_or_default();
-                let warning = (left < super::EXPIRY_WARNING.as_secs_f64()).then(|| {
-                    if left < 0.0 {
-                        "expired".to_owned()
-                    } else {
-                        format!("expires in {:.1} days", left / 86_400.0)
-                    }
-                });
                 CertificateView {
                     kind,
                     name: cert.subject.name.clone(),
                     issuer: PublicKey(cert.issuer).to_string(),
                     valid: cert.validity(),
                     expires_in_seconds: left as i64,
-                    warning,
+                    warning: super::trust::expiry_warning(left),
                 }
             })
             .collect()

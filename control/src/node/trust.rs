@@ -12,7 +12,7 @@ use ferry_tunnel::{PublicKey, Trust, MAX_CERTIFICATE};
 use crate::config::Config;
 
 /// A certificate this close to its end is a warning in the log and in `/status`.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86_400);
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86_400);
 
 /// Everything the tunnel's `Trust` takes from the config, read and checked.
 #[derive(Debug)]
@@ -221,12 +221,8 @@ fn read_own(
 }
 
 fn warn_if_near_end(cert: &Certificate, what: &str, now: SystemTime, warnings: &mut Vec<String>) {
-    if let Some(left) = expires_in(cert, now).filter(|left| *left < EXPIRY_WARNING.as_secs_f64()) {
-        warnings.push(format!(
-            "{what} expires in {:.1} days (valid {})",
-            left / 86_400.0,
-            cert.validity()
-        ));
+    if let Some(warning) = expires_in(cert, now).and_then(expiry_warning) {
+        warnings.push(format!("{what} {warning} (valid {})", cert.validity()));
     }
 }
 
@@ -236,20 +232,52 @@ pub fn expires_in(cert: &Certificate, now: SystemTime) -> Option<f64> {
     Some(cert.not_after as f64 - now)
 }
 
-/// Sets `ferry_certificate_expiry_seconds`: the node's own certificate and the soonest CA.
-pub(super) fn record_expiry(trust: &Trust) {
+/// The certificates `trust` holds, by kind (`node`, `ca`): this node's own, then its CAs.
+pub(super) fn held(trust: &Trust) -> Vec<(&'static str, Certificate)> {
+    let own = trust.certificate().map(|c| ("node", (*c).clone()));
+    own.into_iter()
+        .chain(trust.authorities().into_iter().map(|c| ("ca", c)))
+        .collect()
+}
+
+/// What to say of a certificate with `left` seconds to go: nothing until 7 days before.
+pub(super) fn expiry_warning(left: f64) -> Option<String> {
+    if left >= EXPIRY_WARNING.as_secs_f64() {
+        None
+    } else if left < 0.0 {
+        Some("expired".to_owned())
+    } else {
+        Some(format!("expires in {:.1} days", left / 86_400.0))
+    }
+}
+
+/// Sets `ferry_certificate_expiry_seconds` (the node's own certificate and the soonest CA)
+/// and returns the certificates within 7 days of their end, as `KIND certificate NAME: …`.
+pub(super) fn record_expiry(trust: &Trust) -> Vec<String> {
     let now = SystemTime::now();
-    if let Some(left) = trust.certificate().and_then(|c| expires_in(&c, now)) {
-        metrics::gauge!("ferry_certificate_expiry_seconds", "kind" => "node").set(left);
+    let held: Vec<_> = held(trust)
+        .into_iter()
+        .filter_map(|(kind, cert)| Some((kind, expires_in(&cert, now)?, cert)))
+        .collect();
+    for kind in ["node", "ca"] {
+        let soonest = held
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, left, _)| *left)
+            .reduce(f64::min);
+        if let Some(left) = soonest {
+            metrics::gauge!("ferry_certificate_expiry_seconds", "kind" => kind).set(left);
+        }
     }
-    let soonest = trust
-        .authorities()
-        .iter()
-        .filter_map(|ca| expires_in(ca, now))
-        .reduce(f64::min);
-    if let Some(left) = soonest {
-        metrics::gauge!("ferry_certificate_expiry_seconds", "kind" => "ca").set(left);
-    }
+    held.iter()
+        .filter_map(|(kind, left, cert)| {
+            let warning = expiry_warning(*left)?;
+            Some(format!(
+                "{kind} certificate {}: {warning}",
+                cert.subject.name
+            ))
+        })
+        .collect()
 }
 
 /// The files whose change rereads the trust: the trust file, the CAs and the certificate.
@@ -262,4 +290,21 @@ pub(super) fn watched_files(config: &Config) -> Vec<PathBuf> {
         .chain(&tunnel.certificate)
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_a_warning_from_7_days_before_its_end() {
+        let day = 86_400.0;
+        assert_eq!(expiry_warning(8.0 * day), None);
+        assert_eq!(expiry_warning(7.0 * day), None);
+        assert_eq!(
+            expiry_warning(2.0 * day).as_deref(),
+            Some("expires in 2.0 days")
+        );
+        assert_eq!(expiry_warning(-1.0).as_deref(), Some("expired"));
+    }
 }

@@ -10,11 +10,11 @@ use crate::target::ServiceName;
 
 /// How long a client may keep an answer: short, so that a service that goes away stops
 /// resolving soon, and a cached answer rarely outlives the route behind it.
-pub(super) const TTL: u32 = 5;
+pub(crate) const TTL: u32 = 5;
 
 /// What becomes of one query.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Reply {
+pub(crate) enum Reply {
     /// This message answers it.
     Answer(Vec<u8>),
     /// The upstream resolvers answer it: send it on, as it came.
@@ -23,7 +23,7 @@ pub(super) enum Reply {
 
 /// Decides on the DNS message `query`. `address_of` gives a mesh name's virtual address
 /// while the name is a known service, `None` otherwise.
-pub(super) fn decide(
+pub(crate) fn decide(
     query: &[u8],
     address_of: impl FnOnce(&ServiceName) -> Option<Ipv4Addr>,
 ) -> Reply {

@@ -4,7 +4,7 @@
 //! services.
 
 mod addresses;
-mod answer;
+pub(crate) mod answer;
 mod dns;
 mod listener;
 mod sniff;
@@ -61,14 +61,5 @@ impl VirtualNames {
 
     fn known(&self, name: &ServiceName) -> bool {
         matches!(self.directory.resolve(name), Resolution::Endpoints(e) if !e.is_empty())
-    }
-}
-
-/// For the fuzz target: decides on `data` as a query, every mesh name known.
-#[doc(hidden)]
-pub fn fuzz_dns_query(data: &[u8]) {
-    let reply = answer::decide(data, |_| Some(Ipv4Addr::new(240, 0, 0, 1)));
-    if let answer::Reply::Answer(bytes) = reply {
-        assert!(hickory_proto::op::Message::from_vec(&bytes).is_ok());
     }
 }
