@@ -7,11 +7,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+use support::call_loop::{epoch_seconds, Call, CallLoop};
 
 use support::lab::{Host, Lab};
 use support::mesh::{
@@ -19,8 +18,8 @@ use support::mesh::{
     one_at_a_time, relayed_via, served_by, time_until, MeshPlan, POLL,
 };
 use support::{
-    assert_ferry_error, command_in, eventually, eventually_every, python_script, wait_ready,
-    wait_routable, without_proxy, Backend, Node, Response, Service, TempDir,
+    assert_ferry_error, eventually_every, wait_ready, wait_routable, Backend, Node, Response,
+    Service,
 };
 
 /// What each greeter answers `/hello` with: `hello from NAME`.
@@ -187,105 +186,23 @@ fn local_first_then_failover_to_dc2_and_back() {
     mesh.svc1.assert_alive();
 }
 
-/// One call made by `call_loop.py`.
-#[derive(Debug, Clone)]
-struct Call {
-    thread: u32,
-    /// When it started, in seconds since the epoch.
-    started: f64,
-    took_ms: u64,
-    /// The status, or `ERR`, then the body's first line or the error.
-    outcome: String,
-}
-
-impl Call {
-    fn parse(line: &str) -> Option<Call> {
-        let mut words = line.strip_prefix("CALL ")?.splitn(4, ' ');
-        Some(Call {
-            thread: words.next()?.parse().ok()?,
-            started: words.next()?.parse().ok()?,
-            took_ms: words.next()?.parse().ok()?,
-            outcome: words.next()?.to_owned(),
-        })
-    }
-
-    fn ok_from(&self, greeter: &str) -> bool {
-        self.outcome == format!("200 hello from {greeter}")
-    }
-}
-
-fn epoch_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn losing_one_gateway_under_load_loses_no_request() {
     let mesh = Mesh::start();
     let in_use = mesh.gateway_toward_svc2();
     let (victim, _) = mesh.gateway(&in_use);
 
-    // Four threads in app's namespace call greeter.dc2 back to back until `stop` exists.
-    let dir = TempDir::new("call-loop");
-    let stop = dir.join("stop");
-    let mut command = command_in(mesh.hosts.app.netns(), "python3");
-    command
-        .arg(python_script("call_loop.py"))
-        .arg(mesh.app.outbound.to_string())
-        .arg("greeter.dc2")
-        .arg("4")
-        .arg(&stop)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = without_proxy(&mut command)
-        .spawn()
-        .expect("python3 call_loop.py starts");
-    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let reader = {
-        let calls = calls.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(call) = Call::parse(&line) {
-                    calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
-                }
-            }
-        })
-    };
-    let count = || calls.lock().unwrap_or_else(|e| e.into_inner()).len();
-
+    // Four threads in app's namespace call greeter.dc2 back to back.
+    let outbound = mesh.app.outbound.to_string();
+    let load = CallLoop::start(mesh.hosts.app.netns(), &outbound, "greeter.dc2", 4);
     // Under load first: some calls made and answered.
-    eventually(Duration::from_secs(20), || match count() {
-        n if n >= 40 => Ok(()),
-        n => Err(format!("only {n} calls made by call_loop.py so far")),
-    });
+    load.wait_for_calls(40);
     victim.kill();
     let killed_at = epoch_seconds();
-    let killed = Instant::now();
     println!("killed {in_use} (app's gateway toward svc2) with SIGKILL under load");
-    // Calls go on for 3 s after the kill: wait until one started that late.
-    eventually(Duration::from_secs(30), || {
-        let calls = calls.lock().unwrap_or_else(|e| e.into_inner());
-        match calls.iter().any(|c| c.started >= killed_at + 3.0) {
-            true => Ok(()),
-            false => Err(format!(
-                "no call started 3 s after the kill yet ({:?} since; {} calls)",
-                killed.elapsed(),
-                calls.len()
-            )),
-        }
-    });
-    std::fs::write(&stop, b"").expect("can write the stop file");
-    eventually(Duration::from_secs(30), || match child.try_wait() {
-        Ok(Some(_)) => Ok(()),
-        _ => Err("call_loop.py still running after the stop file".to_owned()),
-    });
-    reader.join().expect("the reader thread ends");
-
-    let calls = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Calls go on for 3 s after the kill.
+    load.wait_for_a_call_after(killed_at + 3.0);
+    let calls = load.stop();
     let failed: Vec<&Call> = calls.iter().filter(|c| !c.ok_from(DC2_GREETER)).collect();
     let after: Vec<&Call> = calls.iter().filter(|c| c.started >= killed_at).collect();
     // Calls in flight when the gateway died: they waited for the switch to the other one.

@@ -26,6 +26,17 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Serve the demo's workload: a small HTTP service for examples and containers. A GET is
+    /// answered with the greeting (after `?delay=MS` milliseconds, at most 60 s); a POST is
+    /// answered 200 and its body dropped. Runs until SIGTERM or SIGINT.
+    DemoService {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The first words of every answer to a GET.
+        #[arg(long, default_value = "hello from ferry demo-service")]
+        greeting: String,
+    },
     /// Create a node key (mode 0600; never overwrites) and print its public key.
     Keygen {
         /// Where to write the key (default: the embedded default key path).

@@ -23,6 +23,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Demo { once } => crate::demo::main(once),
+        Command::DemoService { listen, greeting } => crate::demo::serve(listen, greeting),
         Command::Keygen { out } => keygen(out.as_deref()),
         Command::Pubkey { key } => pubkey(&key),
         Command::Check { config } => check(&config),

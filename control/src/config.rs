@@ -152,6 +152,13 @@ pub struct PeerConfig {
     /// when the file or flag left it out, which `ferry check` and `ferry run` then refuse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The peer's certificate, when the file named one instead of a key: `key` is the one it
+    /// vouches for.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_path"
+    )]
+    pub certificate: Option<PathBuf>,
 }
 
 /// `[registry]`: where services are looked up. Only the fields of the chosen kind are set.

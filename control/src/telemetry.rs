@@ -14,8 +14,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub fn init_logs(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only for a person at a terminal: a container's log or a file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (the demo starts several nodes in one process) keeps the first.
     let _ = match format {

@@ -16,7 +16,9 @@
 pub(crate) mod backend;
 pub(crate) mod broker;
 pub(crate) mod ca;
+pub(crate) mod call_loop;
 pub(crate) mod clients;
+pub(crate) mod docker;
 pub(crate) mod http;
 pub(crate) mod lab;
 pub(crate) mod load;

@@ -281,12 +281,27 @@ impl<'a> Reader<'a> {
     }
 
     fn peer(&mut self, table: &Table) -> Option<PeerConfig> {
-        self.known_keys(table, &["address", "key"]);
+        self.known_keys(table, &["address", "key", "certificate"]);
         let address = self.required(table, "address", &text(values::host_port));
         let key = self.field(table, "key", &text(values::public_key));
+        let dir = self.dir.clone();
+        let certificate = self.field(table, "certificate", &|value| {
+            let path = dir.join(text(values::path)(value)?);
+            values::certified_key(&path).map(|key| (path, key))
+        });
+        let (certificate, key) = match (certificate, key) {
+            (Some(_), Some(key)) => {
+                let message = "give the peer's key or its certificate, not both";
+                self.error(table.span.clone(), table.child_key("certificate"), message);
+                (None, Some(key))
+            }
+            (Some((path, key)), None) => (Some(path), Some(key)),
+            (None, key) => (None, key),
+        };
         Some(PeerConfig {
             address: address?,
             key,
+            certificate,
         })
     }
 

@@ -242,6 +242,7 @@ fn peer_spec(spec: &str) -> Result<PeerConfig, String> {
     Ok(PeerConfig {
         address: values::host_port(address)?,
         key: key.map(values::public_key).transpose()?,
+        certificate: None,
     })
 }
 

@@ -2,7 +2,7 @@
 //! exactly the same things. Each returns the value or a one-line message for a `ConfigError`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::keywords::{parse_keyword, Keyword};
@@ -180,6 +180,23 @@ pub(super) fn public_key(text: &str) -> Result<String, String> {
     decode_public_key(text)
         .map(|_| text.to_string())
         .map_err(|e| format!("bad public key \"{text}\": {e}"))
+}
+
+/// The node key a certificate file vouches for, in base64: a peer named by its certificate
+/// (`peers = [{ address, certificate }]`) is dialed with that key, and the handshake proves
+/// the node holds it.
+pub(super) fn certified_key(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?;
+    let certificate = ferry_tunnel::certificate::Certificate::from_pem(&text)
+        .map_err(|e| format!("{} is not a certificate: {e}", path.display()))?;
+    if certificate.subject.kind != ferry_tunnel::certificate::Kind::Node {
+        return Err(format!(
+            "{} is a CA's certificate, not a node's",
+            path.display()
+        ));
+    }
+    Ok(ferry_tunnel::PublicKey(certificate.subject.key).to_string())
 }
 
 /// A duration above zero: a zero interval or deadline would spin or fail every call.

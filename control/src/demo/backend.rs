@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +25,13 @@ pub struct DemoService {
     tasks: JoinSet<()>,
 }
 
-/// What POSTs brought: `(path, body)`, in arrival order.
+/// How many POSTs are kept: the demo looks at a few, and `ferry demo-service` runs for days.
+const KEPT: usize = 1000;
+
+/// The longest `?delay=MS` honoured.
+const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// What POSTs brought: `(path, body)`, in arrival order; the last [`KEPT`].
 type Received = Arc<Mutex<Vec<(String, String)>>>;
 
 impl DemoService {
@@ -44,14 +51,22 @@ impl DemoService {
                     let path = request.uri().path().to_owned();
                     let greeting = format!("{greeting} (you asked for {path})\n");
                     let kept = kept.clone();
+                    let delay = requested_delay(request.uri().query());
                     async move {
+                        if !delay.is_zero() {
+                            // Said, so that whoever asked for the wait sees the call arrived.
+                            eprintln!("holding {path} for {} ms", delay.as_millis());
+                            tokio::time::sleep(delay).await;
+                        }
                         if request.method() == hyper::Method::POST {
                             let body = request.into_body().collect().await;
                             let body = body.map(|b| b.to_bytes()).unwrap_or_default();
                             let body = String::from_utf8_lossy(&body).into_owned();
-                            kept.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push((path, body));
+                            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                            if kept.len() == KEPT {
+                                kept.remove(0);
+                            }
+                            kept.push((path, body));
                             return Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())));
                         }
                         Ok(Response::new(Full::new(Bytes::from(greeting))))
@@ -81,5 +96,33 @@ impl DemoService {
     /// failover step does to dc1's greeter.
     pub fn kill(mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// `delay=MS` in a query: how long to wait before answering, so that examples and tests can
+/// have a call in flight (a drain, a failover) for as long as they need.
+fn requested_delay(query: Option<&str>) -> Duration {
+    let millis = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("delay="))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    Duration::from_millis(millis).min(MAX_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delay_is_read_from_the_query_and_capped() {
+        assert_eq!(requested_delay(None), Duration::ZERO);
+        assert_eq!(
+            requested_delay(Some("a=1&delay=250")),
+            Duration::from_millis(250)
+        );
+        assert_eq!(requested_delay(Some("delay=x")), Duration::ZERO);
+        assert_eq!(requested_delay(Some("delay=99999999")), MAX_DELAY);
     }
 }

@@ -74,6 +74,43 @@ pub fn main(once: bool) -> ExitCode {
     })
 }
 
+/// `ferry demo-service`: the demo's workload alone, on `listen`, until SIGTERM or SIGINT.
+pub fn serve(listen: SocketAddr, greeting: String) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferry demo-service: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("ferry demo-service: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        };
+        let service = match DemoService::start(listen, greeting).await {
+            Ok(service) => service,
+            Err(e) => {
+                eprintln!("ferry demo-service: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("ferry demo-service: listening on {}", service.addr);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        ExitCode::SUCCESS
+    })
+}
+
 /// The demo's mesh, as the script drives it.
 pub struct Mesh {
     /// The application's sidecar in dc1: it fronts nothing and gives the app its outbound.
@@ -105,6 +142,7 @@ async fn start_node(
         config.tunnel.peers.push(PeerConfig {
             address: node.state.addresses().tunnel.to_string(),
             key: Some(id.public().to_string()),
+            certificate: None,
         });
     }
     config

@@ -111,7 +111,7 @@ async fn exchange(shared: &Arc<Shared>, link: &Link, key: PublicKey) -> Result<(
 /// Checks that a peer's hello is its own catalog, and fills in the address it can be
 /// dialed at when it advertised only a port (an unspecified IP).
 fn hello_of(first: Update, key: PublicKey, seen_at: SocketAddr) -> Result<Advert, Error> {
-    let Update::Announce(mut advert) = first else {
+    let Update::Announce(advert) = first else {
         return Err(Error::Malformed(
             "the first update must be the peer's hello",
         ));
@@ -122,6 +122,17 @@ fn hello_of(first: Update, key: PublicKey, seen_at: SocketAddr) -> Result<Advert
             advert.catalog.key
         )));
     }
+    Ok(dialable(advert, key, seen_at))
+}
+
+/// A peer's announcement of itself, with the address it can be dialed at filled in when it
+/// advertised only a port (an unspecified IP, as a node listening on `0.0.0.0` in a container
+/// does): the IP its link came from. Every announcement of itself gets this, not only its
+/// hello, so that the address the table keeps and passes on stays one its datacenter can dial.
+fn dialable(mut advert: Advert, peer: PublicKey, seen_at: SocketAddr) -> Advert {
+    if advert.catalog.key != peer {
+        return advert;
+    }
     if let Ok(addr) = advert.catalog.address.parse::<SocketAddr>() {
         if addr.ip().is_unspecified() {
             let catalog = Catalog {
@@ -131,7 +142,7 @@ fn hello_of(first: Update, key: PublicKey, seen_at: SocketAddr) -> Result<Advert
             advert.catalog = Arc::new(catalog);
         }
     }
-    Ok(advert)
+    advert
 }
 
 /// Refuses a peer whose hello names another node or datacenter than its certificate binds.
@@ -176,9 +187,11 @@ async fn read_updates(
     certificate: Option<&Certificate>,
 ) -> Result<(), Error> {
     let key = link.peer_key();
+    let seen_at = link.remote_address();
     loop {
         let update = match (read_update(stream).await?, key) {
             (Update::Announce(advert), Some(key)) => {
+                let advert = dialable(advert, key, seen_at);
                 Update::Announce(within(certificate, key, advert))
             }
             (update, _) => update,
@@ -236,5 +249,39 @@ async fn sample_rtt(shared: Arc<Shared>, link: Link, session: SessionId) {
         every.tick().await;
         let rtt = link.rtt();
         shared.update(|core| core.route(|table| ((), table.set_rtt(session, rtt))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advert(key: u8, address: &str) -> Advert {
+        Advert {
+            catalog: Arc::new(Catalog {
+                node: format!("n{key}"),
+                datacenter: "dc1".into(),
+                key: PublicKey([key; 32]),
+                address: address.into(),
+                gateway: false,
+                services: Vec::new(),
+                subscriptions: Vec::new(),
+            }),
+            path: vec!["dc1".into()],
+            metric: 0,
+        }
+    }
+
+    #[test]
+    fn a_peer_that_advertised_only_a_port_is_dialed_at_the_ip_its_link_came_from() {
+        let seen: SocketAddr = "172.18.0.5:40000".parse().expect("address");
+        let peer = PublicKey([1; 32]);
+        let own = dialable(advert(1, "0.0.0.0:7700"), peer, seen);
+        assert_eq!(own.catalog.address, "172.18.0.5:7700");
+        // An address it chose is its own; another node's announcement is passed on as it came.
+        let chosen = dialable(advert(1, "10.0.0.1:7700"), peer, seen);
+        assert_eq!(chosen.catalog.address, "10.0.0.1:7700");
+        let other = dialable(advert(2, "0.0.0.0:7700"), peer, seen);
+        assert_eq!(other.catalog.address, "0.0.0.0:7700");
     }
 }

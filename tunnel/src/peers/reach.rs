@@ -37,12 +37,21 @@ pub(crate) fn reach(
     if next_hop == Some(*key) {
         return Reach::Unreachable("the link to the node has closed");
     }
-    if !same_dc(&node.datacenter, here) || node.address.is_empty() {
+    if !same_dc(&node.datacenter, here) || !dialable(&node.address) {
         return Reach::Relayed;
     }
     Reach::Direct {
         address: node.address.clone(),
         name: node.node.clone(),
         datacenter: node.datacenter.clone(),
+    }
+}
+
+/// Whether an advertised address can be dialed: not empty, and not an unspecified IP (which
+/// would dial this very host) that no node with a direct link has filled in.
+fn dialable(address: &str) -> bool {
+    match address.parse::<std::net::SocketAddr>() {
+        Ok(addr) => !addr.ip().is_unspecified(),
+        Err(_) => !address.is_empty(),
     }
 }

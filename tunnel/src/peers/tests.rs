@@ -406,6 +406,11 @@ fn a_call_reaches_a_node_by_its_datacenter_and_its_route() {
         reach(&key(4), "dc1", Some(&hidden), Some(key(9))),
         Reach::Relayed
     );
+    let only_a_port = catalog(5, "dc1", "0.0.0.0:7700");
+    assert_eq!(
+        reach(&key(5), "dc1", Some(&only_a_port), Some(key(9))),
+        Reach::Relayed
+    );
     assert_eq!(
         reach(&key(2), "dc1", Some(&here), Some(key(2))),
         Reach::Unreachable("the link to the node has closed"),

@@ -24,6 +24,7 @@ fn reference_example_parses() {
         vec![PeerConfig {
             address: "gw-a.us-east.example:7700".into(),
             key: Some(KEY_A.into()),
+            certificate: None,
         }]
     );
     assert_eq!(config.tunnel.trust, vec![KEY_B.to_string()]);
@@ -156,4 +157,55 @@ fn the_reference_example_parses() {
     let config = parse(&example.replace("BASE64PUBKEY", KEY_A));
     assert_eq!(config.subscriptions.len(), 1);
     assert_eq!(config.api.listen, addr("127.0.0.1:7703"));
+}
+
+#[test]
+fn a_peer_named_by_its_certificate_is_dialed_with_the_key_it_vouches_for() {
+    use ferry_tunnel::certificate::{CaKey, Kind, Subject};
+    let dir = std::env::temp_dir().join(format!("ferry-peer-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca = CaKey::generate().expect("CA key");
+    let key = ferry_tunnel::Identity::generate()
+        .expect("node key")
+        .public();
+    let subject = Subject {
+        kind: Kind::Node,
+        key: key.0,
+        name: "gw-a".into(),
+        datacenter: "dc1".into(),
+        services: vec![],
+        groups: vec![],
+    };
+    let now = std::time::SystemTime::now();
+    let certificate = ca.sign(subject, now, Duration::from_secs(3600));
+    let certificate = certificate.expect("signed");
+    std::fs::write(dir.join("gw-a.crt"), certificate.to_pem()).expect("write");
+    std::fs::write(dir.join("junk.crt"), "not a certificate").expect("write");
+
+    let peer = |spec: &str| format!("[tunnel]\npeers = [{{ address = \"gw-a:7700\", {spec} }}]\n");
+    let config = Config::parse(&peer("certificate = \"gw-a.crt\""), &dir.join("f.toml"));
+    let config = config.expect("valid");
+    assert_eq!(config.tunnel.peers[0].key, Some(key.to_string()));
+    assert_eq!(
+        config.tunnel.peers[0].certificate,
+        Some(dir.join("gw-a.crt"))
+    );
+
+    for (spec, says) in [
+        ("certificate = \"junk.crt\"", "is not a certificate"),
+        ("certificate = \"none.crt\"", "cannot read the certificate"),
+        (
+            &format!("certificate = \"gw-a.crt\", key = \"{KEY_A}\"") as &str,
+            "not both",
+        ),
+    ] {
+        let errors = Config::parse(&peer(spec), &dir.join("f.toml")).expect_err(spec);
+        let error = &errors.errors[0];
+        assert_eq!(
+            (error.line, error.key.as_str()),
+            (2, "tunnel.peers[0].certificate")
+        );
+        assert!(error.message.contains(says), "{spec}: {}", error.message);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
