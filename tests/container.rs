@@ -214,6 +214,17 @@ fn compose_mesh_calls_across_datacenters_and_fails_over_when_the_local_service_s
         mesh.assert_served(&mesh.dc1_app, "greeter", "greeter in dc1");
         mesh.assert_served(&mesh.dc1_app, "greeter.dc2", "greeter in dc2");
     }
+    // Interception: the application calls names as if they were hosts, with busybox's wget
+    // and nothing of Ferry's (its resolver is the sidecar's DNS; an init container put the
+    // rules in).
+    for (name, greeter) in [("greeter", "dc1"), ("greeter.dc2", "dc2")] {
+        let url = format!("http://{name}/hello");
+        let body = mesh
+            .compose
+            .exec("dc1-app", &["wget", "-q", "-O", "-", &url]);
+        let expected = format!("hello from greeter in {greeter}");
+        assert!(body.starts_with(&expected), "{url}: {body}");
+    }
     // The CA and the keys were made by the setup container, into volumes: nothing committed.
     let certificates = mesh.compose.logs("setup");
     assert!(

@@ -132,6 +132,11 @@ impl Compose {
         docker_ok(&[action, &self.container(service)]);
     }
 
+    /// Runs `command` in `service`'s container (as its user); its standard output.
+    pub(crate) fn exec(&self, service: &str, command: &[&str]) -> String {
+        docker_ok(&[&["exec", &self.container(service)], command].concat())
+    }
+
     /// The name of the project's network `network` (`dc1`, `dc2`, `wan`).
     pub(crate) fn network(&self, network: &str) -> String {
         format!("{}_{network}", self.project)

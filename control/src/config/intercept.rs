@@ -18,6 +18,9 @@ pub struct InterceptConfig {
     /// The addresses service names resolve to.
     #[serde(serialize_with = "serialize_network")]
     pub virtual_network: Network,
+    /// Where names outside the mesh are asked; empty: the name servers of `/etc/resolv.conf`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<SocketAddr>,
 }
 
 impl Default for InterceptConfig {
@@ -29,6 +32,7 @@ impl Default for InterceptConfig {
             // 240.0.0.0/16, of the reserved 240.0.0.0/4: never routed on the internet, so a
             // virtual address can never be a real destination.
             virtual_network: Network::DEFAULT,
+            upstreams: Vec::new(),
         }
     }
 }

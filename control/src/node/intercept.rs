@@ -36,7 +36,11 @@ pub(super) async fn start(
     let tcp = TcpListener::bind(address)
         .await
         .map_err(|e| bound("tcp", e))?;
-    let upstreams = system_resolvers(address);
+    let upstreams = match config.upstreams.is_empty() {
+        true => system_resolvers(),
+        false => config.upstreams.clone(),
+    };
+    let upstreams = not_ours(upstreams, address);
     if upstreams.is_empty() {
         warn!("no resolver in the system's configuration: names outside the mesh will not resolve");
     }
@@ -65,25 +69,32 @@ pub(super) async fn start(
 }
 
 /// The name servers of `/etc/resolv.conf` (read once, at start: a rule that redirects DNS to
-/// Ferry leaves the file as it was), without `ours`, which would send queries in a circle.
-fn system_resolvers(ours: SocketAddr) -> Vec<SocketAddr> {
-    let config = match hickory_resolver::system_conf::read_system_conf() {
-        Ok((config, _)) => config,
+/// Ferry leaves the file as it was).
+fn system_resolvers() -> Vec<SocketAddr> {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok((config, _)) => config
+            .name_servers()
+            .iter()
+            .map(|s| s.socket_addr)
+            .collect(),
         Err(e) => {
             warn!(error = %e, "cannot read the system's resolver configuration");
-            return Vec::new();
+            Vec::new()
         }
-    };
-    let mut servers: Vec<SocketAddr> = Vec::new();
-    for server in config.name_servers() {
-        let address = server.socket_addr;
+    }
+}
+
+/// `servers` without `ours`, which would send queries in a circle, and without repeats.
+fn not_ours(servers: Vec<SocketAddr>, ours: SocketAddr) -> Vec<SocketAddr> {
+    let mut kept: Vec<SocketAddr> = Vec::new();
+    for address in servers {
         let loops = address == ours
             || (address.port() == ours.port()
                 && ours.ip().is_unspecified()
                 && address.ip().is_loopback());
-        if !loops && !servers.contains(&address) {
-            servers.push(address);
+        if !loops && !kept.contains(&address) {
+            kept.push(address);
         }
     }
-    servers
+    kept
 }

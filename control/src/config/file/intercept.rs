@@ -7,7 +7,8 @@ use crate::config::{values, InterceptConfig};
 
 impl Reader<'_> {
     pub(super) fn intercept(&mut self, table: &Table, intercept: &mut InterceptConfig) {
-        self.known_keys(table, &["enabled", "listen", "dns", "virtual_network"]);
+        let known = ["enabled", "listen", "dns", "virtual_network", "upstreams"];
+        self.known_keys(table, &known);
         if let Some(enabled) = self.field(table, "enabled", &boolean) {
             intercept.enabled = enabled;
         }
@@ -27,6 +28,9 @@ impl Reader<'_> {
         let network = text(values::virtual_network);
         if let Some(network) = self.field(table, "virtual_network", &network) {
             intercept.virtual_network = network;
+        }
+        if let Some(upstreams) = self.list(table, "upstreams", &text(values::nameserver)) {
+            intercept.upstreams = upstreams;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `[authorization]`, `[[rate_limit]]` and `[intercept]`: read, checked, printed back.
 
-use super::{at, errors, full_errors, message_of, parse};
+use super::{addr, at, errors, full_errors, message_of, parse};
 use crate::config::*;
 
 const GUARDED: &str = r#"
@@ -136,15 +136,28 @@ fn intercept_is_off_by_default_and_its_network_is_checked() {
     assert_eq!(config.intercept.virtual_network.to_string(), "240.0.0.0/16");
     let on = parse(
         "[intercept]\nenabled = true\nlisten = \"127.0.0.1:7704\"\ndns = \"127.0.0.1:5353\"\n\
-         virtual_network = \"10.99.0.0/24\"\n",
+         virtual_network = \"10.99.0.0/24\"\nupstreams = [\"127.0.0.11\", \"10.0.0.2:5300\"]\n",
     );
     assert_eq!(on.intercept.dns.port(), 5353);
+    assert_eq!(
+        on.intercept.upstreams,
+        [addr("127.0.0.11:53"), addr("10.0.0.2:5300")]
+    );
+    assert!(
+        config.intercept.upstreams.is_empty(),
+        "the system's by default"
+    );
     assert_eq!(on.intercept.virtual_network.to_string(), "10.99.0.0/24");
     assert_eq!(parse(&on.to_toml()).intercept, on.intercept);
-    let text = "[intercept]\nenabled = true\nvirtual_network = \"10.99.0.1/24\"\nport = 1\n";
+    let text = "[intercept]\nenabled = true\nvirtual_network = \"10.99.0.1/24\"\nport = 1\n\
+                upstreams = [\"resolver\"]\n";
     assert_eq!(
         errors(text),
-        [at(3, "intercept.virtual_network"), at(4, "intercept.port")]
+        [
+            at(3, "intercept.virtual_network"),
+            at(4, "intercept.port"),
+            at(5, "intercept.upstreams[0]")
+        ]
     );
     let clash = "[admin]\nlisten = \"127.0.0.1:9000\"\n[intercept]\nenabled = true\n\
                  listen = \"127.0.0.1:9000\"\n";
