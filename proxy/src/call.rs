@@ -10,6 +10,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::body::{self, Body};
 use crate::directory::EndpointId;
+use crate::replay::Replay;
 use crate::target::ServiceName;
 
 /// What the balancer and the retry layer need of a call, whatever it carries.
@@ -22,8 +23,9 @@ pub(crate) trait Routed: Clone + Send + 'static {
     fn trying(&self, endpoint: EndpointId);
     /// Whether another try has something to send after one that never reached the service.
     fn can_resend(&self) -> bool;
-    /// Whether a try that may have reached the service can be repeated safely.
-    fn idempotent(&self) -> bool;
+    /// Whether a try that may have reached the service, but had no answer begin, is tried
+    /// again.
+    fn repeatable(&self) -> bool;
     /// For a call that goes to each endpoint once at most, the reason to give up with once
     /// every eligible endpoint has been tried: the last try's failure. `None` for one that may
     /// go to an endpoint again (an HTTP call: its retry policy bounds it).
@@ -37,8 +39,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One HTTP call, shared by all its tries.
 ///
 /// The request sits in a slot that the first try takes. A try that fails before the request
-/// left this node puts it back, so the next try can send it, body and all. A bodiless request
-/// is also kept as a template, so it can be sent again even after a try consumed it.
+/// left this node puts it back, so the next try can send it, body and all. The request's head
+/// is also kept as a template, and its body, up to [`MAX_REPLAY`](crate::replay::MAX_REPLAY),
+/// as the first try reads it ([`Replay`]), so it can be sent again even after a try consumed it.
 #[derive(Clone)]
 pub(crate) struct Call {
     /// Everything behind one `Arc`: a call is cloned for each layer and each try.
@@ -49,6 +52,8 @@ struct Shared {
     name: ServiceName,
     tries: Mutex<Tries>,
     template: Option<Template>,
+    /// The body as the first try read it; `None` for a bodiless request, or one too large.
+    replay: Option<Replay>,
     upgrade: Mutex<Option<OnUpgrade>>,
     upgrading: bool,
 }
@@ -76,7 +81,16 @@ impl Call {
     ) -> Call {
         use http_body::Body as _;
         // Upgrades are never replayed: the caller's connection is handed over on the first.
-        let template = (upgrade.is_none() && request.body().is_end_stream()).then(|| Template {
+        let (request, replay) = match upgrade.is_none() && !request.body().is_end_stream() {
+            true => {
+                let (head, body) = request.into_parts();
+                let (body, replay) = Replay::record(body);
+                (Request::from_parts(head, body), replay)
+            }
+            false => (request, None),
+        };
+        let bodiless = request.body().is_end_stream();
+        let template = (upgrade.is_none() && (bodiless || replay.is_some())).then(|| Template {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
@@ -91,6 +105,7 @@ impl Call {
                     tried: Vec::new(),
                 }),
                 template,
+                replay,
                 upgrade: Mutex::new(upgrade),
             }),
         }
@@ -100,15 +115,24 @@ impl Call {
     /// rebuilt.
     pub(crate) fn take_request(&self) -> Option<Request<Body>> {
         lock(&self.shared.tries).request.take().or_else(|| {
-            self.shared.template.as_ref().map(|t| {
-                let mut request = Request::new(body::empty());
-                *request.method_mut() = t.method.clone();
-                *request.uri_mut() = t.uri.clone();
-                *request.version_mut() = t.version;
-                *request.headers_mut() = t.headers.clone();
-                request
-            })
+            let t = self.shared.template.as_ref()?;
+            let body = match &self.shared.replay {
+                None => body::empty(),
+                Some(replay) => replay.body()?,
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = t.method.clone();
+            *request.uri_mut() = t.uri.clone();
+            *request.version_mut() = t.version;
+            *request.headers_mut() = t.headers.clone();
+            Some(request)
         })
+    }
+
+    /// Whether the request can be built again from its template: bodiless, or its body kept
+    /// whole.
+    fn rebuildable(&self) -> bool {
+        self.shared.template.is_some() && self.shared.replay.as_ref().is_none_or(Replay::whole)
     }
 
     /// Puts back a request that never left, for the next try.
@@ -137,23 +161,29 @@ impl Routed for Call {
     /// A call that upgrades never can: the caller's side of the upgrade went with the first
     /// try.
     fn can_resend(&self) -> bool {
-        !self.shared.upgrading
-            && (self.shared.template.is_some() || lock(&self.shared.tries).request.is_some())
+        !self.shared.upgrading && (self.rebuildable() || lock(&self.shared.tries).request.is_some())
     }
 
-    /// Idempotent by its method (RFC 9110 §9.2.2), and rebuilt from its template.
-    fn idempotent(&self) -> bool {
-        self.shared.template.as_ref().is_some_and(|t| {
-            matches!(
-                t.method,
+    /// Idempotent by its method (RFC 9110 §9.2.2) and bodiless; or, whatever its method, with
+    /// its body kept whole: a POST or a gRPC call that met a killed workload or a dead node
+    /// before any answer began goes elsewhere rather than failing, as Envoy's `retry_on:
+    /// reset` and linkerd2-proxy's retries of bodies up to 64 KiB do.
+    fn repeatable(&self) -> bool {
+        let Some(template) = &self.shared.template else {
+            return false;
+        };
+        match &self.shared.replay {
+            Some(replay) => replay.whole(),
+            None => matches!(
+                template.method,
                 Method::GET
                     | Method::HEAD
                     | Method::OPTIONS
                     | Method::TRACE
                     | Method::PUT
                     | Method::DELETE
-            )
-        })
+            ),
+        }
     }
 
     fn given_up(&self) -> Option<String> {
@@ -211,7 +241,7 @@ impl Routed for TcpCall {
     }
 
     /// A stream that opened carries the connection; there is nothing to repeat.
-    fn idempotent(&self) -> bool {
+    fn repeatable(&self) -> bool {
         false
     }
 

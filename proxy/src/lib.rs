@@ -37,6 +37,7 @@ pub mod intercept;
 mod metrics;
 mod outbound;
 mod pool;
+mod replay;
 mod retry;
 mod splice;
 mod target;

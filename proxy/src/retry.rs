@@ -3,8 +3,9 @@
 //!
 //! A call is tried again when its request never reached the service (unreached: the
 //! connection or stream could not be opened, or the serving node could not hand it over) and
-//! it has the request to send again, or when it is idempotent and bodiless, so sending it
-//! twice is safe. At most
+//! it has the request to send again, or when no answer to it began and it can be sent again
+//! whole: idempotent and bodiless, or with its body (up to 64 KiB) kept ([`crate::replay`]).
+//! At most
 //! [`MAX_ATTEMPTS`] tries, and every retry draws on a budget shared by all calls, as
 //! linkerd2-proxy's do: 20% on top of recent calls plus 10 a second, so that retries can never
 //! multiply the load on a service that is already failing. The balancer below this layer
@@ -49,9 +50,9 @@ impl<C: Routed, T> tower::retry::Policy<C, T, CallError> for RetryPolicy {
             // them again.
             Err(CallError::Answer(_)) => return None,
             Err(CallError::Try(TryError::Unreached { .. })) => {
-                call.can_resend() || call.idempotent()
+                call.can_resend() || call.repeatable()
             }
-            Err(CallError::Try(TryError::Unanswered { .. })) => call.idempotent(),
+            Err(CallError::Try(TryError::Unanswered { .. })) => call.repeatable(),
         };
         if !safe || self.attempts >= MAX_ATTEMPTS || !self.budget.withdraw() {
             return None;
@@ -136,6 +137,22 @@ mod tests {
             policy.retry(&mut c, &mut failed(true)).is_some(),
             "still in the slot: retried"
         );
+    }
+
+    #[tokio::test]
+    async fn a_post_whose_body_was_sent_whole_is_retried_with_it_when_no_answer_began() {
+        use http_body_util::BodyExt;
+        let mut policy = RetryPolicy::new();
+        let mut c = call(http::Method::POST, body::full("data"));
+        clone_request(&mut policy, &c);
+        let first = c.take_request().expect("the first try's");
+        let sent = first.into_body().collect().await.expect("sent whole");
+        assert_eq!(sent.to_bytes(), "data");
+        assert!(policy.retry(&mut c, &mut failed(false)).is_some());
+        let again = c.take_request().expect("built again");
+        assert_eq!(*again.method(), http::Method::POST);
+        let resent = again.into_body().collect().await.expect("whole");
+        assert_eq!(resent.to_bytes(), "data");
     }
 
     #[test]

@@ -8,7 +8,7 @@ serializers), so no .proto file or code generation is needed:
   Split     server streaming  one reply per whitespace-separated word of the request
   Join      client streaming  all requests joined by b","
   Chat      bidi streaming    each request uppercased, answered as it arrives
-  Slow      unary             replies after int(request) milliseconds
+  Slow      unary             says "SLOW <ms>" on stderr, replies b"slow done by NAME" after int(request) ms
 """
 import sys
 import time
@@ -40,8 +40,9 @@ def chat(request_iterator, context):
 
 
 def slow(request, context):
+    print(f"SLOW {int(request)}", file=sys.stderr, flush=True)
     time.sleep(int(request) / 1000)
-    return b"slow done"
+    return f"slow done by {NAME}".encode()
 
 
 def identity(b):

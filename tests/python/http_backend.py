@@ -6,6 +6,7 @@ Prints "READY <port>" once listening. Routes:
   GET  /hello...        200 "hello from NAME" + the Host header and path it saw
   GET  /healthz         200 "ok", or 503 after POST /health/fail (until POST /health/ok)
   POST /echo            200 with the request body
+  POST /slow?ms=N       after N ms, 200 naming the backend, the body's length and its last 16 bytes
   GET  /sse             5 server-sent events, one every 300 ms, each flushed at once
   GET  /slow?ms=N       200 after N milliseconds
   GET  /big?mb=N        N MiB of bytes, written as fast as the reader takes them
@@ -130,6 +131,10 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, f"health ok: {health['ok']}\n")
         elif urlsplit(path).path == "/echo":
             self.reply(200, body, self.headers.get("Content-Type", "application/octet-stream"))
+        elif urlsplit(path).path == "/slow":
+            time.sleep(int(parse_qs(urlsplit(path).query).get("ms", ["1000"])[0]) / 1000)
+            ends = body[-16:].decode("latin-1")
+            self.reply(200, f"slow done by {NAME}\nbytes: {len(body)}\nends: {ends}\n")
         else:
             self.reply(404, f"{NAME}: no route {path}\n")
 
