@@ -9,9 +9,8 @@ mod support;
 use std::thread;
 use std::time::Duration;
 
-use support::{
-    curl, eventually, get, grpc_call, wait_ready, Backend, Node, Response, Service, TempDir,
-};
+use support::node::app_and_endpoints;
+use support::{curl, eventually, get, grpc_call, Backend, Node, Response, Service, TempDir};
 
 /// How long each slow call takes at its workload: time enough to kill what serves it.
 const SLOW_MS: &str = "3000";
@@ -27,26 +26,14 @@ struct Pair {
 impl Pair {
     fn start(service: &str, workload: fn(&str) -> Backend) -> Pair {
         let workloads: Vec<Backend> = ["w1", "w2"].map(workload).into();
-        let app = Node::builder("app");
-        let builders: Vec<_> = workloads
+        let services = workloads
             .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let served = match service {
-                    "echo" => Service::http(service, w.address).health("/healthz"),
-                    _ => Service::grpc(service, w.address),
-                };
-                Node::builder(&format!("s{}", i + 1))
-                    .service(served)
-                    .trust(app.public_key())
+            .map(|w| match service {
+                "echo" => Service::http(service, w.address).health("/healthz"),
+                _ => Service::grpc(service, w.address),
             })
             .collect();
-        let app = builders
-            .iter()
-            .fold(app, |app, b| app.peer(b.tunnel(), b.public_key()));
-        let nodes: Vec<Node> = builders.into_iter().map(|b| b.start()).collect();
-        let app = app.start();
-        wait_ready(&app);
+        let (app, nodes) = app_and_endpoints(services);
         eventually(Duration::from_secs(10), || {
             let routes = app.admin_json("/routes");
             let healthy = |r: &&serde_json::Value| r["healthy"] == true;

@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod header;
 mod identity;
 mod link;
+mod liveness;
 mod network;
 mod noise;
 mod peers;

@@ -15,14 +15,12 @@ use crate::noise::{self, Trust};
 use crate::relay::Relay;
 use crate::Error;
 
-/// Keep-alives go out often enough that a dead peer is noticed well within the idle timeout.
-const KEEP_ALIVE: Duration = Duration::from_millis(200);
-/// A link with no packets from its peer for this long is dead: its routes are withdrawn.
-/// QUIC restarts the idle timer on every packet sent too (RFC 9000 §10.1), so an idle link
-/// notices a dead peer up to one keep-alive later: 1.0 s + 0.2 s, within the 1.5 s promised,
-/// with room for scheduling delays. Five keep-alives fit in the timeout, so a link survives
-/// four lost in a row.
-const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A link with no packets from its peer for this long is dead, whatever its RTT: QUIC's own
+/// backstop. A link's silence is judged sooner, by its RTT ([`crate::liveness`]); QUIC
+/// restarts this timer on every packet sent too (RFC 9000 §10.1), so it alone would notice a
+/// dead peer only after a second or more. Keep-alives go out every
+/// [`KEEP_ALIVE`](crate::liveness::KEEP_ALIVE) on an idle link.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// An inner session through gateways outlives the loss of the gateway it runs through:
 /// noticing that takes an outer link's idle timeout (about 1.2 s), after which the inner
 /// packets take the other gateway. It does not need a short timeout of its own, because the
@@ -83,7 +81,7 @@ const DATAGRAM_BUFFER: usize = 4 << 20;
 fn transport_config(carrier: Carrier) -> Result<Arc<TransportConfig>, Error> {
     let mut t = TransportConfig::default();
     let (keep_alive, idle) = match carrier {
-        Carrier::Udp => (KEEP_ALIVE, IDLE_TIMEOUT),
+        Carrier::Udp => (crate::liveness::KEEP_ALIVE, IDLE_TIMEOUT),
         Carrier::Relay => (INNER_KEEP_ALIVE, INNER_IDLE_TIMEOUT),
     };
     t.keep_alive_interval(Some(keep_alive));

@@ -265,6 +265,29 @@ pub(crate) fn start_pair(
     (a, b)
 }
 
+/// An application's node that fronts nothing, peered with one node per service given (`s1`,
+/// `s2`, …), each fronting its service and trusting the application's; returns once the
+/// application's node is ready.
+pub(crate) fn app_and_endpoints(services: Vec<Service>) -> (Node, Vec<Node>) {
+    let app = Node::builder("app");
+    let builders: Vec<NodeBuilder> = services
+        .into_iter()
+        .enumerate()
+        .map(|(i, service)| {
+            Node::builder(&format!("s{}", i + 1))
+                .service(service)
+                .trust(app.public_key())
+        })
+        .collect();
+    let app = builders
+        .iter()
+        .fold(app, |app, b| app.peer(b.tunnel(), b.public_key()));
+    let nodes = builders.into_iter().map(NodeBuilder::start).collect();
+    let app = app.start();
+    wait_ready(&app);
+    (app, nodes)
+}
+
 /// Waits (20 s at most) until the node's admin API answers `GET /readyz` with 200.
 pub(crate) fn wait_ready(node: &Node) {
     let url = format!("http://{}/readyz", node.admin);

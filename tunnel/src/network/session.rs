@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -19,7 +19,9 @@ use crate::catalog::Catalog;
 use crate::certificate::Certificate;
 use crate::identity::PublicKey;
 use crate::link::Link;
+use crate::liveness::{Liveness, Verdict};
 use crate::table::{self, Neighbor, SessionId};
+use crate::transport::IDLE_TIMEOUT;
 use crate::update::{Advert, Update, MAX_UPDATE_LEN};
 use crate::Error;
 
@@ -99,6 +101,10 @@ async fn exchange(shared: &Arc<Shared>, link: &Link, key: PublicKey) -> Result<(
             let (link, period) = (link.clone(), shared.rekey);
             async move { link.rekey_every(period).await }
         })),
+        Aborting(tokio::spawn(close_when_silent(
+            link.clone(),
+            catalog.node.clone(),
+        ))),
     ];
     let result = match accepted {
         Ok(()) => read_updates(shared, link, &mut stream, session, certificate.as_deref()).await,
@@ -249,6 +255,25 @@ async fn sample_rtt(shared: Arc<Shared>, link: Link, session: SessionId) {
         every.tick().await;
         let rtt = link.rtt();
         shared.update(|core| core.route(|table| ((), table.set_rtt(session, rtt))));
+    }
+}
+
+/// Closes a link whose peer falls silent for longer than the link's RTT allows
+/// ([`Liveness`]): a node killed without a word is given up in about a fifth of a second on a
+/// LAN, and its routes withdrawn, rather than after QUIC's idle timeout.
+async fn close_when_silent(link: Link, peer: String) {
+    let conn = link.connection();
+    let received = || conn.stats().udp_rx.datagrams;
+    let mut watch = Liveness::new(Instant::now(), received(), IDLE_TIMEOUT);
+    loop {
+        match watch.look(Instant::now(), received(), conn.rtt()) {
+            Verdict::Alive(next) => tokio::time::sleep(next).await,
+            Verdict::Silent(silent) => {
+                info!(%peer, ?silent, "peer silent: link closed");
+                link.close("silent");
+                return;
+            }
+        }
     }
 }
 
