@@ -19,6 +19,7 @@ const HEIGHT: u32 = 900;
 const FERRY: RGBColor = RGBColor(0, 119, 182);
 const BASE: RGBColor = RGBColor(140, 140, 140);
 const HAPROXY: RGBColor = RGBColor(230, 126, 34);
+const HAPROXY_H2: RGBColor = RGBColor(243, 179, 112);
 const NEBULA: RGBColor = RGBColor(142, 68, 173);
 
 struct Panel {
@@ -34,8 +35,11 @@ fn panels(o: &Outcome) -> Vec<Panel> {
             ("direct", m(metric, "direct"), BASE),
             ("Ferry", m(metric, "ferry"), FERRY),
             ("HAProxy", m(metric, "haproxy"), HAPROXY),
+            ("HAProxy h2", m(metric, "haproxy-h2"), HAPROXY_H2),
         ]
     };
+    let pair_memory =
+        |target: &str| sum(m(metric::RSS_HELD, target), m(metric::RSS_HELD_B, target));
     vec![
         Panel {
             title: "HTTP/1.1 throughput, 32 connections".into(),
@@ -53,6 +57,7 @@ fn panels(o: &Outcome) -> Vec<Panel> {
             bars: vec![
                 ("Ferry", m(metric::SEQ_ADDED, "ferry"), FERRY),
                 ("HAProxy", m(metric::SEQ_ADDED, "haproxy"), HAPROXY),
+                ("HAProxy h2", m(metric::SEQ_ADDED, "haproxy-h2"), HAPROXY_H2),
             ],
         },
         Panel {
@@ -73,19 +78,9 @@ fn panels(o: &Outcome) -> Vec<Panel> {
             title: format!("Memory of a pair, {HELD} open connections"),
             unit: "MiB (both nodes)",
             bars: vec![
-                (
-                    "Ferry",
-                    sum(m(metric::RSS_HELD, "ferry"), m(metric::RSS_HELD_B, "ferry")),
-                    FERRY,
-                ),
-                (
-                    "HAProxy",
-                    sum(
-                        m(metric::RSS_HELD, "haproxy"),
-                        m(metric::RSS_HELD_B, "haproxy"),
-                    ),
-                    HAPROXY,
-                ),
+                ("Ferry", pair_memory("ferry"), FERRY),
+                ("HAProxy", pair_memory("haproxy"), HAPROXY),
+                ("HAProxy h2", pair_memory("haproxy-h2"), HAPROXY_H2),
             ],
         },
     ]

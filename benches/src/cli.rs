@@ -10,13 +10,14 @@ alternating targets round by round, and writes benches/RESULTS.md and benches/re
 then times failover, convergence and joining in a three-datacenter mesh and writes
 benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writes
 benches/BROKER.md; then the cost of certificates and authorization rules, in
-benches/IDENTITY.md, and of interception, in benches/INTERCEPT.md.
+benches/IDENTITY.md, and of interception, in benches/INTERCEPT.md; then holds a link over a
+lossy user-space WAN for 10 minutes and writes benches/LIVENESS.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
-                3 trials of the datacenters scenario instead of 10
+                3 trials of the datacenters scenario instead of 10; 1 minute of the lossy WAN
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers`, `datacenters`, `broker`, `identity` or `intercept`: run that part
-                only
+  --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept` or `liveness`: run
+                that part only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -43,6 +44,8 @@ pub(crate) enum Part {
     Identity,
     /// HTTP/1.1 through interception beside the explicit outbound.
     Intercept,
+    /// A link over a lossy WAN, held for minutes.
+    Liveness,
 }
 
 impl Options {
@@ -88,9 +91,10 @@ impl Options {
                         Some("broker") => Part::Broker,
                         Some("identity") => Part::Identity,
                         Some("intercept") => Part::Intercept,
+                        Some("liveness") => Part::Liveness,
                         other => {
                             return Err(Error::Usage(format!(
-                                "--only takes `peers`, `datacenters`, `broker`, `identity` or `intercept`, not {other:?}"
+                                "--only takes `peers`, `datacenters`, `broker`, `identity`, `intercept` or `liveness`, not {other:?}"
                             )))
                         }
                     });

@@ -1,7 +1,11 @@
-//! The sidecar-pair anchor: two HAProxy instances with TLS 1.3 between them, as a user would
+//! The sidecar-pair anchors: two HAProxy instances with TLS 1.3 between them, as a user would
 //! pair two proxies without a mesh. A takes plain traffic from the application and forwards it
 //! over TLS to B, which terminates TLS and forwards to the backend. The three listener pairs
-//! mirror Ferry's: HTTP/1.1, h2c for gRPC, and opaque TCP.
+//! mirror Ferry's: HTTP/1.1, h2c for gRPC, and opaque TCP. Two pairs ([`Hops`]): one whose
+//! hop carries HTTP/1.1 as HTTP/1.1, one thread per process as HAProxy chooses; and one whose
+//! hop carries everything over HTTP/2 (`http-reuse always`, so the calls of many application
+//! connections share a few TLS connections, as Ferry's tunnel does), one thread per process,
+//! as Ferry runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,12 +54,31 @@ pub(crate) async fn make_certificate(openssl: &Path, dir: &Path) -> Result<PathB
     Ok(pem)
 }
 
+/// How a pair's hop between A and B carries HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hops {
+    /// HTTP/1.1 as HTTP/1.1 (gRPC over HTTP/2); HAProxy's own choice of threads.
+    Http1,
+    /// Everything over HTTP/2 with `http-reuse always`; one thread per process.
+    H2,
+}
+
+fn global(hops: Hops) -> String {
+    let threads = match hops {
+        Hops::Http1 => "",
+        Hops::H2 => "    nbthread 1\n",
+    };
+    format!("{GLOBAL}{threads}{DEFAULTS}")
+}
+
 const GLOBAL: &str = "global
     maxconn 4000
     ssl-default-bind-options ssl-min-ver TLSv1.3
     ssl-default-server-options ssl-min-ver TLSv1.3
     log stderr format short local0 warning
+";
 
+const DEFAULTS: &str = "
 defaults
     log global
     timeout connect 5s
@@ -66,16 +89,20 @@ defaults
 
 /// The application side: plain in, TLS 1.3 out to B (`verify none`: the pair trusts the
 /// certificate it was given, as a self-signed mesh would; verification would not change cost).
-pub(crate) fn config_a(l: &Listeners) -> String {
+pub(crate) fn config_a(l: &Listeners, hops: Hops) -> String {
+    let (alpn, reuse) = match hops {
+        Hops::Http1 => ("http/1.1", ""),
+        Hops::H2 => ("h2", "    http-reuse always\n"),
+    };
     format!(
-        "{GLOBAL}
+        "{global}
 frontend http_in
     mode http
     bind {http_in}
     default_backend http_out
 backend http_out
     mode http
-    server b {http_out} ssl verify none alpn http/1.1
+{reuse}    server b {http_out} ssl verify none alpn {alpn}
 
 frontend grpc_in
     mode http
@@ -83,7 +110,7 @@ frontend grpc_in
     default_backend grpc_out
 backend grpc_out
     mode http
-    server b {grpc_out} ssl verify none alpn h2
+{reuse}    server b {grpc_out} ssl verify none alpn h2
 
 frontend tcp_in
     mode tcp
@@ -93,6 +120,7 @@ backend tcp_out
     mode tcp
     server b {tcp_out} ssl verify none
 ",
+        global = global(hops),
         http_in = l.http.0,
         http_out = l.http.1,
         grpc_in = l.grpc.0,
@@ -103,13 +131,17 @@ backend tcp_out
 }
 
 /// The service side: TLS 1.3 in, plain out to the backends.
-pub(crate) fn config_b(l: &Listeners, pem: &Path) -> String {
+pub(crate) fn config_b(l: &Listeners, pem: &Path, hops: Hops) -> String {
     let pem = pem.display();
+    let alpn = match hops {
+        Hops::Http1 => "http/1.1",
+        Hops::H2 => "h2",
+    };
     format!(
-        "{GLOBAL}
+        "{global}
 frontend http_in
     mode http
-    bind {http_in} ssl crt {pem} alpn http/1.1
+    bind {http_in} ssl crt {pem} alpn {alpn}
     default_backend http_out
 backend http_out
     mode http
@@ -131,6 +163,7 @@ backend tcp_out
     mode tcp
     server backend {tcp_out}
 ",
+        global = global(hops),
         http_in = l.http.0,
         http_out = l.http.1,
         grpc_in = l.grpc.0,

@@ -1,5 +1,6 @@
-//! Everything on loopback, started and wired: the backends, a Ferry pair and an HAProxy pair,
-//! each on 127.0.66.x addresses of its own so nothing collides with other work on the machine.
+//! Everything on loopback, started and wired: the backends, a Ferry pair and two HAProxy pairs
+//! (their hops in HTTP/1.1, and in HTTP/2), each on 127.0.66.x addresses of its own so nothing
+//! collides with other work on the machine.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use crate::backend;
 use crate::error::Result;
 use crate::ferry::{self, NodeSpec};
-use crate::haproxy::{self, Listeners};
+use crate::haproxy::{self, Hops, Listeners};
 use crate::peers::Peers;
 use crate::process::{wait_for_port, Process};
 
@@ -17,6 +18,8 @@ const FERRY_A: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 11);
 const FERRY_B: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 12);
 const HAPROXY_A: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 21);
 const HAPROXY_B: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 22);
+const HAPROXY_H2_A: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 31);
+const HAPROXY_H2_B: Ipv4Addr = Ipv4Addr::new(127, 0, 66, 32);
 
 fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -28,7 +31,7 @@ pub(crate) const GRPC_SERVICE: &str = "bench-grpc";
 pub(crate) const TCP_SERVICE: &str = "bench-echo";
 
 /// The loopback targets, as the report names them.
-pub(crate) const TARGETS: [&str; 3] = ["direct", "ferry", "haproxy"];
+pub(crate) const TARGETS: [&str; 4] = ["direct", "ferry", "haproxy", "haproxy-h2"];
 
 /// Where the application connects for each scenario.
 #[derive(Clone, Copy, Debug)]
@@ -41,9 +44,60 @@ pub(crate) struct Entry {
 pub(crate) struct Lab {
     pub ferry_a: Process,
     pub ferry_b: Process,
-    pub haproxy_a: Process,
-    pub haproxy_b: Process,
+    pub haproxy: HaproxyPair,
+    pub haproxy_h2: HaproxyPair,
     nginx: Process,
+}
+
+/// One HAProxy pair, running.
+pub(crate) struct HaproxyPair {
+    pub a: Process,
+    pub b: Process,
+}
+
+impl HaproxyPair {
+    /// Starts B, then A, whose entry points are `entry`, on addresses of `b_ip`.
+    async fn start(
+        peers: &Peers,
+        dir: &Path,
+        pem: &Path,
+        (entry, b_ip): (Entry, Ipv4Addr),
+        hops: Hops,
+    ) -> Result<HaproxyPair> {
+        let a_listeners = Listeners {
+            http: (entry.http, at(b_ip, 18101)),
+            grpc: (entry.grpc, at(b_ip, 18102)),
+            tcp: (entry.tcp, at(b_ip, 18103)),
+        };
+        let b_listeners = Listeners {
+            http: (a_listeners.http.1, Lab::backend().http),
+            grpc: (a_listeners.grpc.1, Lab::backend().grpc),
+            tcp: (a_listeners.tcp.1, Lab::backend().tcp),
+        };
+        let tag = match hops {
+            Hops::Http1 => "haproxy",
+            Hops::H2 => "haproxy-h2",
+        };
+        let b_config = haproxy::config_b(&b_listeners, pem, hops);
+        let b = haproxy::start(
+            &peers.haproxy,
+            &format!("{tag}-b"),
+            b_config,
+            &b_listeners,
+            dir,
+        )
+        .await?;
+        let a_config = haproxy::config_a(&a_listeners, hops);
+        let a = haproxy::start(
+            &peers.haproxy,
+            &format!("{tag}-a"),
+            a_config,
+            &a_listeners,
+            dir,
+        )
+        .await?;
+        Ok(HaproxyPair { a, b })
+    }
 }
 
 impl Lab {
@@ -90,39 +144,15 @@ impl Lab {
         }
 
         let pem = haproxy::make_certificate(&peers.openssl, dir).await?;
-        let ha = Lab::haproxy();
-        let hb = at(HAPROXY_B, 0);
-        let a_listeners = Listeners {
-            http: (ha.http, SocketAddr::new(hb.ip(), 18101)),
-            grpc: (ha.grpc, SocketAddr::new(hb.ip(), 18102)),
-            tcp: (ha.tcp, SocketAddr::new(hb.ip(), 18103)),
-        };
-        let b_listeners = Listeners {
-            http: (a_listeners.http.1, Lab::backend().http),
-            grpc: (a_listeners.grpc.1, Lab::backend().grpc),
-            tcp: (a_listeners.tcp.1, Lab::backend().tcp),
-        };
-        let haproxy_b = haproxy::start(
-            &peers.haproxy,
-            "haproxy-b",
-            haproxy::config_b(&b_listeners, &pem),
-            &b_listeners,
-            dir,
-        )
-        .await?;
-        let haproxy_a = haproxy::start(
-            &peers.haproxy,
-            "haproxy-a",
-            haproxy::config_a(&a_listeners),
-            &a_listeners,
-            dir,
-        )
-        .await?;
+        let http1 = (Lab::haproxy(), HAPROXY_B);
+        let haproxy = HaproxyPair::start(peers, dir, &pem, http1, Hops::Http1).await?;
+        let h2 = (Lab::haproxy_h2(), HAPROXY_H2_B);
+        let haproxy_h2 = HaproxyPair::start(peers, dir, &pem, h2, Hops::H2).await?;
         Ok(Lab {
             ferry_a,
             ferry_b,
-            haproxy_a,
-            haproxy_b,
+            haproxy,
+            haproxy_h2,
             nginx,
         })
     }
@@ -152,11 +182,20 @@ impl Lab {
         }
     }
 
+    pub(crate) fn haproxy_h2() -> Entry {
+        Entry {
+            http: at(HAPROXY_H2_A, 18001),
+            grpc: at(HAPROXY_H2_A, 18002),
+            tcp: at(HAPROXY_H2_A, 18003),
+        }
+    }
+
     /// The entry points of a target by its report name.
     pub(crate) fn entry(target: &str) -> Entry {
         match target {
             "ferry" => Lab::ferry(),
             "haproxy" => Lab::haproxy(),
+            "haproxy-h2" => Lab::haproxy_h2(),
             _ => Lab::backend(),
         }
     }
@@ -166,7 +205,8 @@ impl Lab {
     pub(crate) fn pair(&self, target: &str) -> Option<(u32, u32)> {
         match target {
             "ferry" => Some((self.ferry_a.pid(), self.ferry_b.pid())),
-            "haproxy" => Some((self.haproxy_a.pid(), self.haproxy_b.pid())),
+            "haproxy" => Some((self.haproxy.a.pid(), self.haproxy.b.pid())),
+            "haproxy-h2" => Some((self.haproxy_h2.a.pid(), self.haproxy_h2.b.pid())),
             _ => None,
         }
     }
@@ -175,8 +215,10 @@ impl Lab {
     pub(crate) fn check_running(&mut self) -> Result<()> {
         self.ferry_a.check_running()?;
         self.ferry_b.check_running()?;
-        self.haproxy_a.check_running()?;
-        self.haproxy_b.check_running()?;
+        for pair in [&mut self.haproxy, &mut self.haproxy_h2] {
+            pair.a.check_running()?;
+            pair.b.check_running()?;
+        }
         self.nginx.check_running()
     }
 }

@@ -50,6 +50,11 @@ impl Process {
         log_tail(&self.log)
     }
 
+    /// Its whole log so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// An error with the end of its log if the process has exited.
     pub(crate) fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {

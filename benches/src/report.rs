@@ -176,27 +176,29 @@ fn times(v: Option<f64>) -> String {
 pub(crate) fn table(o: &Outcome) -> String {
     let s = &o.samples;
     let mut t = String::from(
-        "| measurement | unit | direct / bare veth | Ferry | HAProxy pair | Nebula | Ferry/HAProxy | Ferry/direct | Ferry/Nebula |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| measurement | unit | direct / bare veth | Ferry | HAProxy pair | HAProxy h2 pair | Nebula | Ferry/HAProxy | Ferry/HAProxy h2 | Ferry/direct | Ferry/Nebula |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rows(o) {
         let m = |target: &str| s.median(r.metric, target);
         let ferry = m("ferry");
         let (base, haproxy, nebula) = match r.group {
-            Group::Loopback => (m("direct"), m("haproxy"), None),
-            Group::Bulk => (m("veth"), None, m("nebula")),
-            Group::Proxies => (None, m("haproxy"), None),
+            Group::Loopback => (m("direct"), [m("haproxy"), m("haproxy-h2")], None),
+            Group::Bulk => (m("veth"), [None, None], m("nebula")),
+            Group::Proxies => (None, [m("haproxy"), m("haproxy-h2")], None),
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.label,
             r.unit,
             cell(base, r.decimals),
             cell(ferry, r.decimals),
-            cell(haproxy, r.decimals),
+            cell(haproxy[0], r.decimals),
+            cell(haproxy[1], r.decimals),
             cell(nebula, r.decimals),
-            times(ratio(ferry, haproxy)),
+            times(ratio(ferry, haproxy[0])),
+            times(ratio(ferry, haproxy[1])),
             times(ratio(ferry, base)),
             times(ratio(ferry, nebula)),
         );
@@ -270,7 +272,7 @@ pub(crate) fn write(o: &Outcome, path: &Path) -> Result<()> {
         }
         let _ = writeln!(md);
     }
-    let errors: Vec<String> = ["direct", "ferry", "haproxy"]
+    let errors: Vec<String> = crate::lab::TARGETS
         .iter()
         .filter_map(|t| {
             let n = o.samples.median(metric::ERRORS, t)?;
@@ -321,7 +323,10 @@ const METHOD: &str = "## How it measures
 - **direct**: the load generator talks to the backend itself. **Ferry**: application → Ferry A's
   outbound listener → QUIC tunnel → Ferry B → backend; two `ferry run` processes on 127.0.66.x,
   keys from `ferry keygen`. **HAProxy pair**: HAProxy A (plain HTTP, h2c or TCP in) → TLS 1.3 →
-  HAProxy B → backend, the sidecar pair a user would build without a mesh.
+  HAProxy B → backend, the sidecar pair a user would build without a mesh; its hop carries
+  HTTP/1.1 as HTTP/1.1. **HAProxy h2 pair**: the same, but its hop carries HTTP/1.1 over HTTP/2
+  too, with `http-reuse always` (calls of many connections share few TLS connections, as
+  Ferry's tunnel does) and one thread per process (`nbthread 1`, as Ferry runs).
 - Backends: nginx (one worker) answering a 35-byte body; a gRPC server inside the harness (h2c,
   one framed message and `grpc-status: 0`); a TCP echo server for the held connections.
 - Load: the harness's own generator (hyper; latencies in an HDR histogram). *Closed loop* for

@@ -11,7 +11,9 @@ use crate::lab::{self, Lab};
 use crate::load::{self, connect_all, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
-use crate::{broker, chart, datacenters, external, ferry, identity, intercept, report, usage};
+use crate::{
+    broker, chart, datacenters, external, ferry, identity, intercept, liveness, report, usage,
+};
 
 /// Metric names, shared with the report.
 pub(crate) mod metric {
@@ -186,6 +188,20 @@ async fn run(options: Options) -> Result<()> {
             "intercept",
             md,
             &figures.comparison.notes,
+        )?;
+    }
+    if options.runs_part(Part::Liveness) {
+        let minutes = if options.quick { 1 } else { 10 };
+        println!("holding a link over a lossy WAN for {minutes} minutes");
+        let duration = Duration::from_secs(60 * minutes);
+        let figures = liveness::measure(&ferry_bin, dir, duration).await?;
+        write_part(
+            &options,
+            &out_dir,
+            "LIVENESS.md",
+            "liveness",
+            liveness::section(&figures),
+            &[],
         )?;
     }
     if options.runs_part(Part::Broker) {

@@ -269,7 +269,7 @@ async fn close_when_silent(link: Link, peer: String) {
         match watch.look(Instant::now(), received(), conn.rtt()) {
             Verdict::Alive(next) => tokio::time::sleep(next).await,
             Verdict::Silent(silent) => {
-                info!(%peer, ?silent, "peer silent: link closed");
+                warn!(%peer, ?silent, "peer silent: link closed");
                 link.close("silent");
                 return;
             }
