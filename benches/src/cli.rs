@@ -11,13 +11,14 @@ then times failover, convergence and joining in a three-datacenter mesh and writ
 benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writes
 benches/BROKER.md; then the cost of certificates and authorization rules, in
 benches/IDENTITY.md, and of interception, in benches/INTERCEPT.md; then holds a link over a
-lossy user-space WAN for 10 minutes and writes benches/LIVENESS.md.
+lossy user-space WAN for 10 minutes and writes benches/LIVENESS.md; then holds 10,000
+connections through one pair and writes benches/CONNECTIONS.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
                 3 trials of the datacenters scenario instead of 10; 1 minute of the lossy WAN
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept` or `liveness`: run
-                that part only
+  --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness` or
+                `connections`: run that part only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -46,6 +47,8 @@ pub(crate) enum Part {
     Intercept,
     /// A link over a lossy WAN, held for minutes.
     Liveness,
+    /// 10,000 connections held through one pair.
+    Connections,
 }
 
 impl Options {
@@ -92,9 +95,10 @@ impl Options {
                         Some("identity") => Part::Identity,
                         Some("intercept") => Part::Intercept,
                         Some("liveness") => Part::Liveness,
+                        Some("connections") => Part::Connections,
                         other => {
                             return Err(Error::Usage(format!(
-                                "--only takes `peers`, `datacenters`, `broker`, `identity`, `intercept` or `liveness`, not {other:?}"
+                                "--only takes `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness` or `connections`, not {other:?}"
                             )))
                         }
                     });

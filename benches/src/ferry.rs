@@ -122,6 +122,49 @@ pub(crate) struct NodeSpec {
     pub mesh: Option<MeshPlace>,
 }
 
+/// A pair for opaque TCP: `NAME-b` on `b` fronts the service `echo` at `echo` and trusts
+/// `NAME-a` on `a`, which dials it and takes connections for it on `a`:17710. Keys are made in
+/// `dir`. Returns `(a, b)`, not started.
+pub(crate) async fn tcp_pair(
+    ferry: &Path,
+    dir: &Path,
+    name: &str,
+    (a, b): (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    echo: SocketAddr,
+) -> Result<(NodeSpec, NodeSpec)> {
+    let (key_a, key_b) = (
+        dir.join(format!("{name}-a.key")),
+        dir.join(format!("{name}-b.key")),
+    );
+    let public_a = keygen(ferry, &key_a).await?;
+    let public_b = keygen(ferry, &key_b).await?;
+    let b = NodeSpec {
+        name: format!("{name}-b"),
+        key_file: key_b,
+        tunnel: SocketAddr::from((b, 17700)),
+        admin: SocketAddr::from((b, 17702)),
+        peers: vec![],
+        trust: vec![public_a],
+        services: vec![("echo".into(), echo, "tcp")],
+        http_outbound: None,
+        tcp_outbounds: vec![],
+        mesh: None,
+    };
+    let a = NodeSpec {
+        name: format!("{name}-a"),
+        key_file: key_a,
+        tunnel: SocketAddr::from((a, 17700)),
+        admin: SocketAddr::from((a, 17702)),
+        peers: vec![(b.tunnel, public_b)],
+        trust: vec![],
+        services: vec![],
+        http_outbound: None,
+        tcp_outbounds: vec![(SocketAddr::from((a, 17710)), "echo".into())],
+        mesh: None,
+    };
+    Ok((a, b))
+}
+
 /// A node's place among datacenters.
 pub(crate) struct MeshPlace {
     pub datacenter: String,

@@ -14,6 +14,7 @@ mod broker;
 mod bulk;
 mod chart;
 mod cli;
+mod connections;
 mod datacenters;
 mod error;
 mod external;

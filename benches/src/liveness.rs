@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use crate::backend;
 use crate::error::Result;
-use crate::ferry::{self, NodeSpec};
+use crate::ferry;
 use crate::impair::Impairment;
 use crate::process::{output, wait_for_port};
 use crate::stats::median;
@@ -52,37 +52,13 @@ fn ip(last: u8) -> Ipv4Addr {
 pub(crate) async fn measure(ferry_bin: &Path, dir: &Path, duration: Duration) -> Result<Figures> {
     let echo = SocketAddr::from((ip(3), 18090));
     backend::spawn_echo(backend::bind(echo).await?);
-    let (key_a, key_b) = (dir.join("wan-a.key"), dir.join("wan-b.key"));
-    let public_a = ferry::keygen(ferry_bin, &key_a).await?;
-    let public_b = ferry::keygen(ferry_bin, &key_b).await?;
-    let b = NodeSpec {
-        name: "wan-b".into(),
-        key_file: key_b,
-        tunnel: SocketAddr::from((ip(2), 17700)),
-        admin: SocketAddr::from((ip(2), 17702)),
-        peers: vec![],
-        trust: vec![public_a],
-        services: vec![("echo".into(), echo, "tcp")],
-        http_outbound: None,
-        tcp_outbounds: vec![],
-        mesh: None,
-    };
+    let (mut a, b) = ferry::tcp_pair(ferry_bin, dir, "wan", (ip(1), ip(2)), echo).await?;
     let mut node_b = ferry::start(ferry_bin, &b, dir, None)?;
     wait_for_port(b.admin, &mut node_b, Duration::from_secs(10)).await?;
+    // A dials B through the WAN.
     let wan = Impairment::start(b.tunnel, DELAY, LOSS).await?;
-    let entry = SocketAddr::from((ip(1), 17710));
-    let a = NodeSpec {
-        name: "wan-a".into(),
-        key_file: key_a,
-        tunnel: SocketAddr::from((ip(1), 17700)),
-        admin: SocketAddr::from((ip(1), 17702)),
-        peers: vec![(wan.address, public_b)],
-        trust: vec![],
-        services: vec![],
-        http_outbound: None,
-        tcp_outbounds: vec![(entry, "echo".into())],
-        mesh: None,
-    };
+    a.peers[0].0 = wan.address;
+    let entry = a.tcp_outbounds[0].0;
     let mut node_a = ferry::start(ferry_bin, &a, dir, None)?;
     ferry::wait_for_route(ferry_bin, &mut node_a, a.admin, None, "echo").await?;
 

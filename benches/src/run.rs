@@ -12,7 +12,8 @@ use crate::load::{self, connect_all, Caller, Kind};
 use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
 use crate::{
-    broker, chart, datacenters, external, ferry, identity, intercept, liveness, report, usage,
+    broker, chart, connections, datacenters, external, ferry, identity, intercept, liveness,
+    report, usage,
 };
 
 /// Metric names, shared with the report.
@@ -201,6 +202,21 @@ async fn run(options: Options) -> Result<()> {
             "LIVENESS.md",
             "liveness",
             liveness::section(&figures),
+            &[],
+        )?;
+    }
+    if options.runs_part(Part::Connections) {
+        println!(
+            "holding {} connections through one Ferry pair",
+            connections::HELD
+        );
+        let figures = connections::measure(&ferry_bin, dir).await?;
+        write_part(
+            &options,
+            &out_dir,
+            "CONNECTIONS.md",
+            "connections",
+            connections::section(&figures),
             &[],
         )?;
     }
