@@ -140,13 +140,14 @@ fn the_image_is_small_runs_as_non_root_keeps_its_key_and_drains_on_sigterm() {
 fn a_sidecar_serves_at_once_and_announces_its_application_once_it_answers() {
     let image = image();
     let _serial = one_at_a_time();
-    // The application takes 4 s to listen; its sidecar is started beside it at once.
+    // The application takes 15 s to listen, longer than Docker takes to call the sidecar
+    // healthy; its sidecar is started beside it at once.
     let app = Container::run(&[
         "--entrypoint",
         "sh",
         image,
         "-c",
-        "sleep 4; exec ferry demo-service --listen 127.0.0.1:8080 --greeting 'hello from slow app'",
+        "sleep 15; exec ferry demo-service --listen 127.0.0.1:8080 --greeting 'hello from slow app'",
     ]);
     let network = format!("container:{}", app.0);
     let sidecar = Container::run(&[
@@ -164,6 +165,7 @@ fn a_sidecar_serves_at_once_and_announces_its_application_once_it_answers() {
         serde_json::from_str::<serde_json::Value>(text).expect("JSON")[0]["healthy"].as_bool()
     };
     let early = services();
+    assert_eq!(health(&early), Some(false), "not listening yet: {early}");
     // ...and it announces the application as soon as it answers, with nobody restarted.
     eventually(Duration::from_secs(20), || match health(&services()) {
         Some(true) => Ok(()),
@@ -173,7 +175,6 @@ fn a_sidecar_serves_at_once_and_announces_its_application_once_it_answers() {
         app.inspect("{{.State.Running}}") == "true" && app.inspect("{{.RestartCount}}") == "0",
         "the application ran on undisturbed"
     );
-    println!("services before the application listened: {early}");
 }
 
 /// The compose mesh up, and the calls it is for working: each application reaches `greeter`

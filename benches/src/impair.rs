@@ -46,34 +46,15 @@ impl Impairment {
         let (to_server, server_queue) = mpsc::channel(QUEUE);
         let (to_client, client_queue) = mpsc::channel(QUEUE);
         let tasks = vec![
-            // Client to server: remember who the client is.
-            tokio::spawn({
-                let (front, client) = (front.clone(), client.clone());
-                async move {
-                    let mut drop = Dice::new(1);
-                    let mut buf = vec![0u8; 65_536];
-                    while let Ok((n, from)) = front.recv_from(&mut buf).await {
-                        *client.lock().await = Some(from);
-                        if !drop.roll(loss) {
-                            let due = Instant::now() + delay;
-                            let _ = to_server.try_send((due, buf[..n].to_vec()));
-                        }
-                    }
-                }
-            }),
-            tokio::spawn({
-                let back = back.clone();
-                async move {
-                    let mut drop = Dice::new(2);
-                    let mut buf = vec![0u8; 65_536];
-                    while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                        if !drop.roll(loss) {
-                            let due = Instant::now() + delay;
-                            let _ = to_client.try_send((due, buf[..n].to_vec()));
-                        }
-                    }
-                }
-            }),
+            // Client to server, remembering who the client is; and back.
+            tokio::spawn(receive(
+                front.clone(),
+                to_server,
+                (delay, loss),
+                1,
+                Some(client.clone()),
+            )),
+            tokio::spawn(receive(back.clone(), to_client, (delay, loss), 2, None)),
             tokio::spawn(deliver(server_queue, back, Some(server), None)),
             tokio::spawn(deliver(client_queue, front, None, Some(client))),
         ];
@@ -85,6 +66,27 @@ impl Drop for Impairment {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// Queues each datagram `socket` receives, unless the dice drop it, to be sent on after the
+/// delay; notes who sent it in `sender` when given.
+async fn receive(
+    socket: Arc<UdpSocket>,
+    queue: mpsc::Sender<(Instant, Vec<u8>)>,
+    (delay, loss): (Duration, f64),
+    seed: u64,
+    sender: Option<Arc<Mutex<Option<SocketAddr>>>>,
+) {
+    let mut dice = Dice::new(seed);
+    let mut buf = vec![0u8; 65_536];
+    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+        if let Some(sender) = &sender {
+            *sender.lock().await = Some(from);
+        }
+        if !dice.roll(loss) {
+            let _ = queue.try_send((Instant::now() + delay, buf[..n].to_vec()));
         }
     }
 }
