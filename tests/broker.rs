@@ -5,18 +5,14 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::broker::{
-    answer_with, header, ids, publish, published, received, subscribing, subscription,
-    wait_subscriptions,
+    answer_with, assert_none_lost, header, ids, publish, publish_stream, published, received,
+    subscribing, subscription, with_publisher,
 };
-use support::{
-    curl, eventually, ferry, metric, python_script, require_tool, wait_ready, Backend, Node,
-    NodeBuilder, Service,
-};
+use support::{curl, eventually, ferry, metric, wait_ready, Backend, Node, Service};
 
 #[test]
 fn a_message_reaches_one_member_of_every_matching_group() {
@@ -271,47 +267,6 @@ fn failed_deliveries_are_retried_then_dead_lettered_or_dropped_by_their_answer()
     assert_eq!(dead_lettered, Some(1.0));
 }
 
-/// Publishes `count` messages at `rate` a second with the Python publisher, calling `midway`
-/// once a third of them are taken; returns the ids of those answered 202.
-fn publish_stream(
-    node: &Node,
-    topic: &str,
-    count: usize,
-    rate: u32,
-    midway: impl FnOnce(),
-) -> Vec<String> {
-    require_tool("python3");
-    let mut child = Command::new("python3")
-        .arg(python_script("publisher.py"))
-        .args([
-            &node.api.to_string(),
-            topic,
-            &count.to_string(),
-            &rate.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().expect("piped");
-    let mut ids = Vec::new();
-    let mut midway = Some(midway);
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
-        if line == "DONE" {
-            break;
-        }
-        let (status, rest) = line.split_once(' ').unwrap_or((&line, ""));
-        assert_eq!(status, "202", "a publish was refused: {line}");
-        ids.push(rest.to_owned());
-        if ids.len() == count / 3 {
-            if let Some(midway) = midway.take() {
-                midway();
-            }
-        }
-    }
-    let _ = child.wait();
-    ids
-}
-
 /// Two members of one group behind two nodes, and a publishing node.
 fn billing_pair() -> (Node, Node, Node, Backend, Backend) {
     let (on_b, on_c) = (
@@ -322,41 +277,6 @@ fn billing_pair() -> (Node, Node, Node, Backend, Backend) {
     let c = subscribing("c", "billing", &on_c, "orders.>");
     let (app, b, c) = with_publisher(b, c, 2);
     (app, b, c, on_b, on_c)
-}
-
-/// Starts `b` and `c` and a publishing node `app` linked to both; returns them once `app`
-/// knows the `subscriptions` they announce.
-fn with_publisher(b: NodeBuilder, c: NodeBuilder, subscriptions: usize) -> (Node, Node, Node) {
-    let app = Node::builder("app");
-    let (b, c) = (b.trust(app.public_key()), c.trust(app.public_key()));
-    let app = app
-        .peer(b.tunnel(), b.public_key())
-        .peer(c.tunnel(), c.public_key())
-        .start();
-    let (b, c) = (b.start(), c.start());
-    for node in [&app, &b, &c] {
-        wait_ready(node);
-    }
-    wait_subscriptions(&app, subscriptions);
-    (app, b, c)
-}
-
-/// Every published id reached the group at least once (at least once: a member that died
-/// after taking a message and before answering may have it again on the other).
-fn assert_none_lost(published: &[String], members: &[&Backend]) {
-    eventually(Duration::from_secs(30), || {
-        let got: BTreeSet<String> = members.iter().flat_map(|m| ids(m)).collect();
-        let missing: Vec<&String> = published.iter().filter(|id| !got.contains(*id)).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} of {} not delivered: {missing:?}",
-                missing.len(),
-                published.len()
-            ))
-        }
-    });
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use support::broker::{
-    answer_with, header, ids, publish, published, received, subscribing, subscription,
+    answer_with, events, header, ids, publish, publish_batch, published, received, subscribing,
+    subscription,
 };
 use support::nats::NatsServer;
 use support::{eventually, wait_ready, Backend, Node, Service};
@@ -23,6 +24,20 @@ fn wait_connected(node: &Node) {
             status => Err(format!("publish answered {status}")),
         }
     });
+}
+
+/// Whether the ids delivered, `got`, are those `sent`, each once.
+fn once_each(got: &[String], sent: &BTreeSet<String>) -> Result<(), String> {
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    if distinct.len() == got.len() && distinct.into_iter().eq(sent.iter()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} deliveries of {} messages",
+            got.len(),
+            sent.len()
+        ))
+    }
 }
 
 /// The deliveries of message `id` a subscriber answered 200.
@@ -58,16 +73,7 @@ fn messages_go_through_jetstream_and_outlive_the_node_that_took_them() {
     eventually(Duration::from_secs(20), || {
         let mut got = ids(&on_b);
         got.extend(ids(&on_c));
-        let got_set: BTreeSet<String> = got.iter().cloned().collect();
-        if got_set == sent && got.len() == sent.len() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} deliveries of {} messages",
-                got.len(),
-                got_set.len()
-            ))
-        }
+        once_each(&got, &sent)
     });
     let delivery = &received(&on_b)
         .into_iter()
@@ -184,4 +190,50 @@ fn answers_that_cannot_succeed_are_dead_lettered_through_nats() {
     assert_eq!(letter["body"], "nobody home");
     assert_eq!(header(letter, "ferry-dead-letter-topic"), "jobs.gone");
     assert_eq!(ids(&gone), [id], "a 404 is not tried again");
+}
+
+#[test]
+fn batches_are_stored_whole_and_delivered_in_batches() {
+    let nats = NatsServer::start();
+    let ledger = Backend::subscriber("ledger");
+    let app = Node::builder("app").raw(&nats.broker_config()).start();
+    let b = Node::builder("b")
+        .service(Service::http("ledger", ledger.address).health("/healthz"))
+        .raw(&subscription("orders.>", "ledger", "batch = 25"))
+        .raw(&nats.broker_config())
+        .start();
+    for node in [&app, &b] {
+        wait_ready(node);
+        wait_connected(node);
+    }
+    let entries: Vec<serde_json::Value> = (0..60)
+        .map(|n| serde_json::json!({"data": format!("m{n}")}))
+        .collect();
+    let answer = publish_batch(
+        &app,
+        "orders.created",
+        &serde_json::Value::from(entries).to_string(),
+    );
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let answer: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+    let sent: BTreeSet<String> = answer["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(sent.len(), 60);
+    eventually(Duration::from_secs(20), || once_each(&ids(&ledger), &sent));
+    // Every delivery is a batch of at most 25, the messages' text as published.
+    for delivery in received(&ledger) {
+        let batch = events(&delivery);
+        assert!((1..=25).contains(&batch.len()), "{delivery}");
+        for event in batch {
+            assert!(
+                event["data"].as_str().is_some_and(|d| d.starts_with('m')),
+                "{event}"
+            );
+            assert_eq!(event["ferrytopic"], "orders.created");
+        }
+    }
 }

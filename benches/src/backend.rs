@@ -1,6 +1,7 @@
 //! The backends every target forwards to: nginx serving a small fixed body (HTTP/1.1), a small
 //! gRPC server (h2c, answering any unary call with one framed message and `grpc-status: 0`),
-//! and a TCP echo server for the held connections.
+//! and a TCP echo server for the held connections; and an in-process HTTP/1.1 server for the
+//! parts that run without nginx.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -97,6 +98,25 @@ type GrpcBody = http_body_util::combinators::WithTrailers<
     Full<Bytes>,
     std::future::Ready<Option<Result<HeaderMap, Infallible>>>,
 >;
+
+/// Serves HTTP/1.1 on `listener` until the runtime ends, answering every request with
+/// [`BODY`]: for the soak, which needs no peer installed and measures no backend.
+pub(crate) fn spawn_http(listener: TcpListener) {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_: Request<Incoming>| {
+                    let body = Full::new(Bytes::from_static(BODY.as_bytes()));
+                    std::future::ready(Ok::<_, Infallible>(Response::new(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
 
 /// Echoes every byte back, for connections that are held open and checked end to end.
 pub(crate) fn spawn_echo(listener: TcpListener) {

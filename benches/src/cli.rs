@@ -12,13 +12,15 @@ benches/DATACENTERS.md; then measures publish and subscribe beside NATS and writ
 benches/BROKER.md; then the cost of certificates and authorization rules, in
 benches/IDENTITY.md, and of interception, in benches/INTERCEPT.md; then holds a link over a
 lossy user-space WAN for 10 minutes and writes benches/LIVENESS.md; then holds 10,000
-connections through one pair and writes benches/CONNECTIONS.md.
+connections through one pair and writes benches/CONNECTIONS.md; then soaks one pair for 10
+minutes with mixed traffic, its service node restarted every minute, and writes benches/SOAK.md.
 
   --quick       1 s per measurement and 2 rounds unless --runs says otherwise (for development);
-                3 trials of the datacenters scenario instead of 10; 1 minute of the lossy WAN
+                3 trials of the datacenters scenario instead of 10; 1 minute of the lossy WAN;
+                a 2-minute soak with a restart every 30 s
   --runs N      rounds of every scenario; the report gives the median (default 5)
-  --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness` or
-                `connections`: run that part only
+  --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness`,
+                `connections` or `soak`: run that part only
   --out DIR     where the reports go (default: the benches/ directory)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
@@ -49,6 +51,8 @@ pub(crate) enum Part {
     Liveness,
     /// 10,000 connections held through one pair.
     Connections,
+    /// Mixed traffic through one pair for minutes, its service node restarted every minute.
+    Soak,
 }
 
 impl Options {
@@ -96,9 +100,10 @@ impl Options {
                         Some("intercept") => Part::Intercept,
                         Some("liveness") => Part::Liveness,
                         Some("connections") => Part::Connections,
+                        Some("soak") => Part::Soak,
                         other => {
                             return Err(Error::Usage(format!(
-                                "--only takes `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness` or `connections`, not {other:?}"
+                                "--only takes `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness`, `connections` or `soak`, not {other:?}"
                             )))
                         }
                     });
@@ -160,5 +165,18 @@ mod tests {
         let o = parse(&["--only", "datacenters"]).ok().flatten();
         let parts = o.map(|o| (o.runs_part(Part::Peers), o.runs_part(Part::Datacenters)));
         assert_eq!(parts, Some((false, true)));
+    }
+
+    #[test]
+    fn only_soak_runs_the_soak_alone() {
+        let o = parse(&["--only", "soak", "--quick"]).ok().flatten();
+        let parts = o.map(|o| {
+            (
+                o.quick,
+                o.runs_part(Part::Soak),
+                o.runs_part(Part::Connections),
+            )
+        });
+        assert_eq!(parts, Some((true, true, false)));
     }
 }

@@ -268,12 +268,8 @@ pub(crate) async fn wait_for_route(
     let timeout = Duration::from_secs(20);
     loop {
         node.check_running()?;
-        let mut c = command_in(ns, ferry);
-        c.args(["routes", "--json", "--admin", &admin.to_string()]);
-        if let Ok(json) = output("ferry routes", c).await {
-            if has_healthy_route(&json, service) {
-                return Ok(());
-            }
+        if has_route(ferry, admin, ns, service).await {
+            return Ok(());
         }
         if start.elapsed() > timeout {
             return Err(Error::Timeout {
@@ -283,6 +279,22 @@ pub(crate) async fn wait_for_route(
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the node at `admin` has a healthy route to `service` now, asked once through its
+/// CLI; an admin API that does not answer counts as no.
+pub(crate) async fn has_route(
+    ferry: &Path,
+    admin: SocketAddr,
+    ns: Option<&str>,
+    service: &str,
+) -> bool {
+    let mut c = command_in(ns, ferry);
+    c.args(["routes", "--json", "--admin", &admin.to_string()]);
+    match output("ferry routes", c).await {
+        Ok(json) => has_healthy_route(&json, service),
+        Err(_) => false,
     }
 }
 

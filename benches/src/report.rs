@@ -286,6 +286,10 @@ pub(crate) fn write(o: &Outcome, path: &Path) -> Result<()> {
             errors.join("; ")
         );
     }
+    // The parts' sections an earlier run put in the page stay in it.
+    if let Ok(old) = std::fs::read_to_string(path) {
+        md = crate::parts::carry_over(&old, &md);
+    }
     std::fs::write(path, md).map_err(Error::io(format!("writing {}", path.display())))
 }
 
@@ -353,8 +357,18 @@ const METHOD: &str = "## How it measures
   ratios to each other are less affected.
 - Loopback has no real latency, loss or bandwidth limit: this compares the CPU cost of each
   path, not behaviour over a WAN.
-- The tunnel today is QUIC with an interim TLS 1.3 handshake (the Noise IK handshake is a later
-  issue); packet protection costs about the same either way.
+- The tunnel is QUIC whose handshake is Noise IK; the handshake is not on these paths (one per
+  pair), packet protection (AES-GCM) is.
+
+## The other parts
+
+Each part of the harness writes its own file beside this one (`--only PART`, or all of them in
+a full run), with the notes of its run, and puts its section above: the datacenters and failover in [`DATACENTERS.md`](DATACENTERS.md), publish and
+subscribe beside NATS in [`BROKER.md`](BROKER.md), certificates and authorization in
+[`IDENTITY.md`](IDENTITY.md), interception in [`INTERCEPT.md`](INTERCEPT.md), liveness over a
+lossy WAN in [`LIVENESS.md`](LIVENESS.md), 10,000 held connections in
+[`CONNECTIONS.md`](CONNECTIONS.md), and the 10-minute soak with restarts in
+[`SOAK.md`](SOAK.md).
 ";
 
 pub(crate) fn utc_now() -> String {

@@ -13,7 +13,7 @@ use crate::peers::{self, Peers};
 use crate::stats::{rotation, Samples};
 use crate::{
     broker, chart, connections, datacenters, external, ferry, identity, intercept, liveness,
-    report, usage,
+    report, soak, usage,
 };
 
 /// Metric names, shared with the report.
@@ -220,6 +220,23 @@ async fn run(options: Options) -> Result<()> {
             &[],
         )?;
     }
+    if options.runs_part(Part::Soak) {
+        let (minutes, every) = if options.quick { (2, 30) } else { (10, 60) };
+        println!(
+            "soaking one Ferry pair with mixed traffic for {minutes} minutes, its service node restarted every {every} s"
+        );
+        let duration = Duration::from_secs(60 * minutes);
+        let every = Duration::from_secs(every);
+        let figures = soak::measure(&ferry_bin, dir, duration, every).await?;
+        write_part(
+            &options,
+            &out_dir,
+            "SOAK.md",
+            "soak",
+            soak::section(&figures),
+            &figures.notes,
+        )?;
+    }
     if options.runs_part(Part::Broker) {
         let rounds = options.runs;
         println!("starting the broker targets and nats-server on loopback");
@@ -246,6 +263,12 @@ fn write_part(
     mut md: String,
     notes: &[String],
 ) -> Result<()> {
+    let results = out_dir.join("RESULTS.md");
+    if let Ok(page) = std::fs::read_to_string(&results) {
+        let page = crate::parts::splice(&page, part, file, &md);
+        std::fs::write(&results, page)
+            .map_err(Error::io(format!("writing {}", results.display())))?;
+    }
     for note in notes {
         md.push_str(&format!("- {note}\n"));
     }

@@ -72,6 +72,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
                 "healthy",
                 "max_attempts",
                 "dead_letter",
+                "batch",
             ],
         ),
         Command::Publish(args) => publish(&args),

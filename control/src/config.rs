@@ -289,6 +289,8 @@ pub struct SubscriptionConfig {
     /// The topic a message that cannot be delivered goes to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<String>,
+    /// The most messages one delivery carries; above 1, each delivery is a CloudEvents batch.
+    pub batch: u16,
 }
 
 /// `[deadlines]`: how long a call to a service may take until its response headers arrive.

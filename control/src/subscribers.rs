@@ -48,6 +48,8 @@ pub struct SubscriptionRow {
     pub max_attempts: u8,
     /// Where given-up messages go, if anywhere.
     pub dead_letter: Option<String>,
+    /// The most messages one delivery carries.
+    pub batch: u16,
 }
 
 impl NodeSubscribers {
@@ -83,6 +85,7 @@ impl NodeSubscribers {
                 path: s.path.clone(),
                 max_attempts: s.max_attempts,
                 dead_letter: s.dead_letter.clone().unwrap_or_default(),
+                batch: s.batch,
             })
             .collect();
         *self.own.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(own.clone());
@@ -109,6 +112,7 @@ impl NodeSubscribers {
                 healthy,
                 max_attempts: s.max_attempts,
                 dead_letter: (!s.dead_letter.is_empty()).then(|| s.dead_letter.clone()),
+                batch: s.batch,
             }
         };
         let mut rows: Vec<SubscriptionRow> = self

@@ -32,3 +32,23 @@ pub fn dns_query(data: &[u8]) {
         assert!(hickory_proto::op::Message::from_vec(&bytes).is_ok());
     }
 }
+
+/// Reads bytes as `POST /v1/publish-batch` reads its body: a CloudEvents batch, or a clear
+/// refusal. Whatever is read is at most the batch limit, and a batch written back from the
+/// messages read reads again as the same bodies.
+pub fn publish_batch(data: &[u8]) {
+    use crate::broker::{read_batch, write_batch_for_fuzzing};
+    let Ok(publications) = read_batch(data, None) else {
+        return;
+    };
+    assert!(!publications.is_empty() && publications.len() <= 1000);
+    let written = write_batch_for_fuzzing(&publications);
+    let events: Vec<serde_json::Value> =
+        serde_json::from_slice(&written).expect("a written batch is JSON");
+    assert_eq!(events.len(), publications.len());
+    for (event, publication) in events.iter().zip(&publications) {
+        if let Some(text) = event["data"].as_str() {
+            assert_eq!(text.as_bytes(), publication.body, "{event}");
+        }
+    }
+}

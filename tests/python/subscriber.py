@@ -84,6 +84,8 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(status, f"{NAME} answered {status}".encode())
 
 
+# A backlog for bursts: a broker may open many deliveries at once (the default is 5).
+ThreadingHTTPServer.request_queue_size = 128
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
 print(f"READY {server.server_address[1]}", flush=True)

@@ -2,11 +2,16 @@
 //! application API, and reading what a subscriber (`tests/python/subscriber.py`) received,
 //! from its log, which outlives a kill.
 
+use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{curl, curl_in, eventually, Backend, Node, NodeBuilder, Response, Service};
+use super::{
+    curl, curl_in, eventually, python_script, require_tool, wait_ready, Backend, Node, NodeBuilder,
+    Response, Service,
+};
 
 /// `[[subscription]]` of `service` to `topic`, POSTed to `/events`, with `extra` TOML lines.
 pub(crate) fn subscription(topic: &str, service: &str, extra: &str) -> String {
@@ -35,6 +40,21 @@ pub(crate) fn publish(node: &Node, topic: &str, body: &str, headers: &[&str]) ->
     curl_in(node.netns.as_deref(), &args)
 }
 
+/// `POST /v1/publish-batch/TOPIC` with `body`.
+pub(crate) fn publish_batch(node: &Node, topic: &str, body: &str) -> Response {
+    let url = format!("http://{}/v1/publish-batch/{topic}", node.api);
+    let args = [
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "content-type: application/cloudevents-batch+json",
+        "--data-binary",
+        body,
+    ];
+    curl_in(node.netns.as_deref(), &args)
+}
+
 /// Publishes and returns the message's id; panics unless the answer is 202.
 pub(crate) fn published(node: &Node, topic: &str, body: &str) -> String {
     let answer = publish(node, topic, body, &[]);
@@ -57,12 +77,31 @@ pub(crate) fn header<'a>(delivery: &'a Value, name: &str) -> &'a str {
     delivery["headers"][name].as_str().unwrap_or("")
 }
 
-/// The `ce-id`s a subscriber received.
+/// The events of a delivery of a CloudEvents batch; empty for any other delivery.
+pub(crate) fn events(delivery: &Value) -> Vec<Value> {
+    if header(delivery, "content-type") != "application/cloudevents-batch+json" {
+        return Vec::new();
+    }
+    let body = delivery["body"].as_str().unwrap_or("");
+    serde_json::from_str::<Vec<Value>>(body).expect("a batch is a JSON array")
+}
+
+/// The ids of the messages a subscriber received: `ce-id` of each delivery, or of each event
+/// of a batch.
 pub(crate) fn ids(subscriber: &Backend) -> Vec<String> {
-    received(subscriber)
-        .iter()
-        .map(|d| header(d, "ce-id").to_owned())
-        .collect()
+    let mut ids = Vec::new();
+    for delivery in received(subscriber) {
+        let batch = events(&delivery);
+        if batch.is_empty() {
+            ids.push(header(&delivery, "ce-id").to_owned());
+        }
+        ids.extend(
+            batch
+                .iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned)),
+        );
+    }
+    ids
 }
 
 /// Tells a subscriber how to answer later deliveries.
@@ -81,6 +120,86 @@ pub(crate) fn wait_subscriptions(node: &Node, count: usize) {
         match rows.as_array().map(Vec::len) {
             Some(n) if n == count => Ok(()),
             other => Err(format!("{other:?} subscriptions, want {count}: {rows}")),
+        }
+    });
+}
+
+/// Publishes `count` messages at `rate` a second with the Python publisher, calling `midway`
+/// once a third of them are taken; returns the ids of those answered 202.
+pub(crate) fn publish_stream(
+    node: &Node,
+    topic: &str,
+    count: usize,
+    rate: u32,
+    midway: impl FnOnce(),
+) -> Vec<String> {
+    require_tool("python3");
+    let mut child = Command::new("python3")
+        .arg(python_script("publisher.py"))
+        .args([
+            &node.api.to_string(),
+            topic,
+            &count.to_string(),
+            &rate.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().expect("piped");
+    let mut ids = Vec::new();
+    let mut midway = Some(midway);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        if line == "DONE" {
+            break;
+        }
+        let (status, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        assert_eq!(status, "202", "a publish was refused: {line}");
+        ids.push(rest.to_owned());
+        if ids.len() == count / 3 {
+            if let Some(midway) = midway.take() {
+                midway();
+            }
+        }
+    }
+    let _ = child.wait();
+    ids
+}
+
+/// Starts `b` and `c` and a publishing node `app` linked to both; returns them once `app`
+/// knows the `subscriptions` they announce.
+pub(crate) fn with_publisher(
+    b: NodeBuilder,
+    c: NodeBuilder,
+    subscriptions: usize,
+) -> (Node, Node, Node) {
+    let app = Node::builder("app");
+    let (b, c) = (b.trust(app.public_key()), c.trust(app.public_key()));
+    let app = app
+        .peer(b.tunnel(), b.public_key())
+        .peer(c.tunnel(), c.public_key())
+        .start();
+    let (b, c) = (b.start(), c.start());
+    for node in [&app, &b, &c] {
+        wait_ready(node);
+    }
+    wait_subscriptions(&app, subscriptions);
+    (app, b, c)
+}
+
+/// Every published id reached the group at least once (at least once: a member that died
+/// after taking a message and before answering may have it again on the other).
+pub(crate) fn assert_none_lost(published: &[String], members: &[&Backend]) {
+    eventually(Duration::from_secs(30), || {
+        let got: BTreeSet<String> = members.iter().flat_map(|m| ids(m)).collect();
+        let missing: Vec<&String> = published.iter().filter(|id| !got.contains(*id)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {} not delivered: {missing:?}",
+                missing.len(),
+                published.len()
+            ))
         }
     });
 }

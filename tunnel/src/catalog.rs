@@ -2,17 +2,19 @@
 //! fronts and the topics they subscribe to. A catalog travels inside an
 //! [`Update`](crate::update::Update), which frames it.
 //!
-//! Layout (version 3; version 2 is read as well, as version 3 without subscriptions):
+//! Layout (version 4; version 3 is read as well, as version 4 with every batch 1, and version
+//! 2 as version 3 without subscriptions):
 //!
 //! ```text
-//! u8   version (2)
+//! u8   version (4)
 //! u8+  node name, u8+ datacenter     length-prefixed UTF-8
 //! [32] public key
 //! u8+  address                       `host:port` peers of its datacenter may dial; may be empty
 //! u8   flags                         bit 0: the node is a gateway
 //! u16  number of entries, then per entry: u8+ service name, u8 protocol, u8 healthy (0/1)
 //! u16  number of subscriptions, then per subscription: u8+ pattern, u8+ group, u8+ service,
-//!      u8+ path, u8 max attempts, u8+ dead-letter topic (empty: none)
+//!      u8+ path, u8 max attempts, u8+ dead-letter topic (empty: none),
+//!      u16 batch (most messages in one delivery; 1: one message per delivery, binary mode)
 //! ```
 //!
 //! A node's catalog is replaced whole whenever it changes, so a lost detail cannot linger.
@@ -24,7 +26,10 @@ use crate::identity::PublicKey;
 use crate::wire::{put_bytes8, Reader};
 use crate::Error;
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// The version before batched deliveries, still read: its subscriptions take one message at a
+/// time.
+const VERSION_3: u8 = 3;
 /// The version before subscriptions, still read: a node that has not been upgraded yet
 /// announces nothing of them.
 const VERSION_2: u8 = 2;
@@ -57,6 +62,8 @@ pub struct CatalogSubscription {
     pub max_attempts: u8,
     /// The topic a message that cannot be delivered goes to; empty: none.
     pub dead_letter: String,
+    /// The most messages one delivery carries: above 1, deliveries are CloudEvents batches.
+    pub batch: u16,
 }
 
 /// A node's announcement of itself and its services.
@@ -102,13 +109,14 @@ impl Catalog {
             put_bytes8(out, s.path.as_bytes());
             out.put_u8(s.max_attempts);
             put_bytes8(out, s.dead_letter.as_bytes());
+            out.put_u16(s.batch);
         }
     }
 
     /// Reads one catalog from `r`, leaving what follows it.
     pub fn read(r: &mut Reader<'_>) -> Result<Catalog, Error> {
         let version = r.u8()?;
-        if version != VERSION && version != VERSION_2 {
+        if !matches!(version, VERSION | VERSION_3 | VERSION_2) {
             return Err(Error::Malformed("unknown catalog version"));
         }
         let node = r.str8()?.to_owned();
@@ -144,7 +152,7 @@ impl Catalog {
         let subscriptions = if version == VERSION_2 {
             Vec::new()
         } else {
-            read_subscriptions(r)?
+            read_subscriptions(r, version)?
         };
         Ok(Catalog {
             node,
@@ -173,7 +181,7 @@ impl Catalog {
     }
 }
 
-fn read_subscriptions(r: &mut Reader<'_>) -> Result<Vec<CatalogSubscription>, Error> {
+fn read_subscriptions(r: &mut Reader<'_>, version: u8) -> Result<Vec<CatalogSubscription>, Error> {
     let count = r.u16()? as usize;
     // Each takes at least 6 bytes: refuse counts the buffer cannot hold before allocating.
     if count * 6 > r.remaining() {
@@ -188,6 +196,11 @@ fn read_subscriptions(r: &mut Reader<'_>) -> Result<Vec<CatalogSubscription>, Er
             path: r.str8()?.to_owned(),
             max_attempts: r.u8()?,
             dead_letter: r.str8()?.to_owned(),
+            batch: if version == VERSION_3 {
+                1
+            } else {
+                r.u16()?.max(1)
+            },
         });
     }
     Ok(subscriptions)
@@ -223,6 +236,7 @@ mod tests {
                 path: "/events".into(),
                 max_attempts: 5,
                 dead_letter: "orders.dead".into(),
+                batch: 100,
             }],
         }
     }
@@ -280,5 +294,17 @@ mod tests {
         out[0] = VERSION_2;
         out.truncate(out.len() - 2);
         assert_eq!(Catalog::decode(&out).expect("decodes"), old);
+    }
+
+    #[test]
+    fn a_version_3_catalog_reads_with_one_message_per_delivery() {
+        let mut out = BytesMut::new();
+        catalog().write(&mut out);
+        // Version 3 is version 4 without each subscription's batch, which ends the catalog here.
+        out[0] = VERSION_3;
+        out.truncate(out.len() - 2);
+        let read = Catalog::decode(&out).expect("decodes");
+        assert_eq!(read.subscriptions[0].batch, 1);
+        assert_eq!(read.subscriptions[0].dead_letter, "orders.dead");
     }
 }

@@ -6,6 +6,9 @@
 //! - **direct**: POSTed straight to the subscriber, no broker: the baseline latency;
 //! - **ferry**: Ferry's mesh broker in one datacenter (publisher's node → subscriber's node →
 //!   the subscriber, acknowledged back);
+//! - **ferry-batch**: the same pair, to a subscription that takes batches of 100: at the
+//!   highest rate each publish is a CloudEvents batch of 100 messages
+//!   (`/v1/publish-batch`), at the fixed rate one message (`/v1/publish`);
 //! - **ferry-2dc**: the same across two datacenters, through a gateway on each side;
 //! - **ferry-nats**: Ferry's `nats` broker (stored in JetStream, pulled by the subscriber's
 //!   node);
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::stats::{ratio, rotation, Samples};
 
-use targets::{Targets, TOPIC};
+use targets::{Targets, BATCH, BATCH_TOPIC, TOPIC};
 use traffic::{publish, Pace, Publish};
 
 /// The fixed rate, messages per second.
@@ -36,9 +39,10 @@ pub(crate) const RATE: f64 = 1000.0;
 /// Publishing connections at the highest rate.
 const CONNECTIONS: usize = 32;
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "direct",
     "ferry",
+    "ferry-batch",
     "ferry-2dc",
     "ferry-nats",
     "nats",
@@ -110,6 +114,15 @@ pub(crate) async fn measure(
             &targets.direct.arrivals,
         ),
         (http(targets.ferry.0), &targets.ferry.1.arrivals),
+        (
+            Publish::HttpBatch {
+                address: targets.ferry_batch.0,
+                path: format!("/v1/publish/{BATCH_TOPIC}"),
+                batch_path: format!("/v1/publish-batch/{BATCH_TOPIC}"),
+                size: BATCH,
+            },
+            &targets.ferry_batch.1.arrivals,
+        ),
         (http(targets.ferry_2dc.0), &targets.ferry_2dc.1.arrivals),
         (http(targets.ferry_nats.0), &targets.ferry_nats.1.arrivals),
         (Publish::Nats { client, subject }, &nats_arrivals),
@@ -216,8 +229,13 @@ pub(crate) fn section(f: &Figures) -> String {
          at the subscriber, at {RATE:.0} msg/s. The highest rate is messages \
          delivered within the window per second, with {CONNECTIONS} publishing connections \
          back to back (core NATS: one client publishing without waiting; JetStream: 32 publishes \
-         awaiting their acknowledgement). Medians of the rounds.\n",
-        f.rounds, f.measure
+         awaiting their acknowledgement; ferry-batch: each publish a batch of {BATCH} to a \
+         subscription that takes up to {BATCH} a delivery, and one message a publish at the fixed \
+         rate). A publisher answered 429 (the broker's queue is full) waits {} ms before it \
+         publishes again. Medians of the rounds.\n",
+        f.rounds,
+        f.measure,
+        traffic::FULL_BACKOFF.as_millis()
     );
     md.push_str("| target | p50 | p99 | p99 added over direct | lost at the fixed rate | highest rate, msg/s | × core NATS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     let direct_p99 = m(metric::P99, "direct");
@@ -242,11 +260,19 @@ pub(crate) fn section(f: &Figures) -> String {
         );
     }
     let added = m(metric::P99, "ferry").zip(direct_p99).map(|(a, b)| a - b);
-    let share = ratio(m(metric::MAX_RATE, "ferry"), nats_rate);
+    // The rate goal is judged on the better way to publish within one datacenter.
+    let best = ["ferry", "ferry-batch"]
+        .into_iter()
+        .filter_map(|t| m(metric::MAX_RATE, t))
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
+    let share = ratio(best, nats_rate);
     let _ = writeln!(
         md,
         "\nGoals (issue 17): p99 added over direct under 1 ms at {RATE:.0} msg/s in one \
-         datacenter: **{}** ({}); at least half of core NATS's highest rate: **{}** ({}).",
+         datacenter: **{}** ({}); at least half of core NATS's highest rate (the better of ferry and \
+         ferry-batch): **{}** ({}).",
         fmt(added, "ms"),
         if added.is_some_and(|a| a < 1000.0) {
             "met"

@@ -24,6 +24,10 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The subject prefix and topics the scenario publishes on.
 pub(crate) const TOPIC: &str = "bench.messages";
+/// The topic of the subscription that takes batches.
+pub(crate) const BATCH_TOPIC: &str = "batched.messages";
+/// The most messages one delivery carries to that subscription, and one publish carries.
+pub(crate) const BATCH: usize = 100;
 
 /// Host `n` of the scenario: 127.0.68.n, apart from the other labs.
 fn ip(n: u8) -> Ipv4Addr {
@@ -52,6 +56,8 @@ pub(crate) struct Targets {
     pub direct: Sink,
     /// The publishing node's application API and the subscriber, per Ferry target.
     pub ferry: (SocketAddr, Sink),
+    /// The same pair, to a subscription that takes batches.
+    pub ferry_batch: (SocketAddr, Sink),
     pub ferry_2dc: (SocketAddr, Sink),
     pub ferry_nats: (SocketAddr, Sink),
     pub nats_url: String,
@@ -125,10 +131,18 @@ impl Targets {
 
         // One datacenter: p1 dials s1, which fronts the subscriber.
         let sink1 = Sink::start(sink_at(2), base).await?;
+        let batch_sink = Sink::start(sink_at(3), base).await?;
         let mut s1 = spec(&dir, 2, "s1", None);
         s1.trust = vec![key("p1")];
-        s1.services = vec![("sink".into(), sink1.address, "http")];
-        processes.push(start(ferry_bin, &s1, 2, SUBSCRIPTION, &dir)?);
+        s1.services = vec![
+            ("sink".into(), sink1.address, "http"),
+            ("batchsink".into(), batch_sink.address, "http"),
+        ];
+        let batched = format!(
+            "[[subscription]]\ntopic = \"batched.>\"\nservice = \"batchsink\"\npath = \"/events\"\nbatch = {BATCH}\n"
+        );
+        let s1_subscriptions = format!("{SUBSCRIPTION}{batched}");
+        processes.push(start(ferry_bin, &s1, 2, &s1_subscriptions, &dir)?);
         let mut p1 = spec(&dir, 1, "p1", None);
         p1.peers = vec![(tunnel(2), key("s1"))];
         processes.push(start(ferry_bin, &p1, 1, "", &dir)?);
@@ -179,6 +193,7 @@ impl Targets {
             _processes: processes,
             direct,
             ferry: (api(1), sink1),
+            ferry_batch: (api(1), batch_sink),
             ferry_2dc: (api(11), sink2),
             ferry_nats: (api(21), sink3),
             nats_url,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -18,6 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
+
+/// How long a publisher waits after a `429 broker-full` before it publishes again.
+pub(crate) const FULL_BACKOFF: Duration = Duration::from_millis(10);
 
 /// The size of every message.
 pub(crate) const MESSAGE_BYTES: usize = 1024;
@@ -50,12 +54,11 @@ impl Arrivals {
 
     /// A message arrived: its stamp says when it left.
     fn arrived(&self, message: &[u8]) {
-        let Some(stamp) = message.get(..8) else {
+        let stamp = message.get(..16).and_then(|s| std::str::from_utf8(s).ok());
+        let Some(nanos) = stamp.and_then(|s| u64::from_str_radix(s, 16).ok()) else {
             return;
         };
-        let mut nanos = [0u8; 8];
-        nanos.copy_from_slice(stamp);
-        let sent = Duration::from_nanos(u64::from_be_bytes(nanos));
+        let sent = Duration::from_nanos(nanos);
         let took = self.base.elapsed().saturating_sub(sent);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let _ = seen.latency_us.record((took.as_micros() as u64).max(1));
@@ -79,12 +82,51 @@ impl Arrivals {
         seen.latency_us.value_at_quantile(q) as f64
     }
 
-    /// A message leaving at `at` (since the base).
+    /// A message leaving at `at` (since the base): text, so that a batch carries it as a
+    /// JSON string, as most applications' messages would be.
     fn message(&self, at: Duration) -> Bytes {
         let mut body = BytesMut::with_capacity(MESSAGE_BYTES);
-        body.put_u64(at.as_nanos() as u64);
+        body.put_slice(format!("{:016x}", at.as_nanos() as u64).as_bytes());
         body.resize(MESSAGE_BYTES, b'x');
         body.freeze()
+    }
+
+    /// A CloudEvents batch of `n` messages leaving at `at`, for `/v1/publish-batch`.
+    fn batch(&self, at: Duration, n: usize) -> Bytes {
+        let message = self.message(at);
+        let mut body = BytesMut::with_capacity(n * (MESSAGE_BYTES + 16));
+        body.put_u8(b'[');
+        for i in 0..n {
+            if i > 0 {
+                body.put_u8(b',');
+            }
+            // The message is hex digits and 'x': nothing to escape.
+            body.put_slice(b"{\"data\":\"");
+            body.put_slice(&message);
+            body.put_slice(b"\"}");
+        }
+        body.put_u8(b']');
+        body.freeze()
+    }
+}
+
+/// An event of a delivered batch: only its data is read.
+#[derive(serde::Deserialize)]
+struct Event<'a> {
+    #[serde(borrow)]
+    data: std::borrow::Cow<'a, str>,
+}
+
+/// The messages of one delivery: its body, or each event's data for a batch.
+fn delivered(content_type: Option<&http::HeaderValue>, body: &[u8], each: impl Fn(&[u8])) {
+    let batch = content_type.is_some_and(|v| v.as_bytes() == b"application/cloudevents-batch+json");
+    if !batch {
+        return each(body);
+    }
+    if let Ok(events) = serde_json::from_slice::<Vec<Event<'_>>>(body) {
+        for event in events {
+            each(event.data.as_bytes());
+        }
     }
 }
 
@@ -99,8 +141,10 @@ pub(crate) async fn serve_subscriber(listener: TcpListener, arrivals: Arrivals) 
                 hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let arrivals = arrivals.clone();
                     async move {
+                        let content_type = request.headers().get(CONTENT_TYPE).cloned();
                         if let Ok(body) = request.into_body().collect().await {
-                            arrivals.arrived(&body.to_bytes());
+                            let body = body.to_bytes();
+                            delivered(content_type.as_ref(), &body, |m| arrivals.arrived(m));
                         }
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
                     }
@@ -138,6 +182,14 @@ pub(crate) async fn nats_subscriber(
 pub(crate) enum Publish {
     /// `POST PATH` over HTTP/1.1 keep-alive connections to an address.
     Http { address: SocketAddr, path: String },
+    /// The same with many messages in each request at the highest rate (`POST BATCH_PATH`,
+    /// a CloudEvents batch of `size`), one message each at a fixed rate (`POST PATH`).
+    HttpBatch {
+        address: SocketAddr,
+        path: String,
+        batch_path: String,
+        size: usize,
+    },
     /// Core NATS publishes on a subject.
     Nats {
         client: async_nats::Client,
@@ -174,7 +226,7 @@ pub(crate) async fn publish(
     for lane in 0..connections {
         let (to, arrivals) = (to.clone(), arrivals.clone());
         tasks.spawn(async move {
-            let mut sender = Sender::connect(&to).await?;
+            let mut sender = Sender::connect(&to, pace).await?;
             let mut failed = 0u64;
             let mut n = 0u64;
             loop {
@@ -196,7 +248,12 @@ pub(crate) async fn publish(
                 // millisecond late, which is the publisher's lag, not the broker's. At the
                 // fixed rate each connection sends every 32 ms and is answered within a few,
                 // so no send waits on an earlier one (no coordinated omission to hide).
-                if !sender.send(arrivals.message(arrivals.base.elapsed())).await {
+                let at = arrivals.base.elapsed();
+                let message = match &sender {
+                    Sender::Http { batch: Some(n), .. } => arrivals.batch(at, *n),
+                    _ => arrivals.message(at),
+                };
+                if !sender.send(message).await {
                     failed += 1;
                 }
                 n += 1;
@@ -222,38 +279,49 @@ enum Sender {
     Http {
         send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
         path: String,
+        /// How many messages each request carries, when it is a batch.
+        batch: Option<usize>,
     },
     Nats(Publish),
 }
 
 impl Sender {
-    async fn connect(to: &Publish) -> Result<Sender> {
-        match to {
-            Publish::Http { address, path } => {
-                let failed = |e: &dyn std::fmt::Display| Error::Output {
-                    what: format!("a connection to {address}"),
-                    detail: e.to_string(),
-                };
-                let stream = TcpStream::connect(address).await.map_err(|e| failed(&e))?;
-                let _ = stream.set_nodelay(true);
-                let (send, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(|e| failed(&e))?;
-                tokio::spawn(connection);
-                Ok(Sender::Http {
-                    send,
-                    path: path.clone(),
-                })
-            }
-            nats => Ok(Sender::Nats(nats.clone())),
-        }
+    async fn connect(to: &Publish, pace: Pace) -> Result<Sender> {
+        let (address, path, batch) = match (to, pace) {
+            (Publish::Http { address, path }, _)
+            | (Publish::HttpBatch { address, path, .. }, Pace::Rate(_)) => (address, path, None),
+            (
+                Publish::HttpBatch {
+                    address,
+                    batch_path,
+                    size,
+                    ..
+                },
+                Pace::Flat,
+            ) => (address, batch_path, Some(*size)),
+            (nats, _) => return Ok(Sender::Nats(nats.clone())),
+        };
+        let failed = |e: &dyn std::fmt::Display| Error::Output {
+            what: format!("a connection to {address}"),
+            detail: e.to_string(),
+        };
+        let stream = TcpStream::connect(address).await.map_err(|e| failed(&e))?;
+        let _ = stream.set_nodelay(true);
+        let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| failed(&e))?;
+        tokio::spawn(connection);
+        Ok(Sender::Http {
+            send,
+            path: path.clone(),
+            batch,
+        })
     }
 
     /// Sends one message; whether it was taken (an HTTP 2xx; a NATS publish handed over).
     async fn send(&mut self, message: Bytes) -> bool {
         match self {
-            Sender::Http { send, path } => {
+            Sender::Http { send, path, .. } => {
                 let Ok(request) = Request::post(path.as_str())
                     .header(http::header::HOST, "bench")
                     .body(Full::new(message))
@@ -265,10 +333,14 @@ impl Sender {
                 }
                 match send.send_request(request).await {
                     Ok(response) => {
-                        let ok = response.status().is_success()
-                            || response.status() == StatusCode::ACCEPTED;
+                        let status = response.status();
                         let _ = response.into_body().collect().await;
-                        ok
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            // The broker is full: a publisher that sent again at once would
+                            // only spend the node's CPU on messages it cannot take.
+                            tokio::time::sleep(FULL_BACKOFF).await;
+                        }
+                        status.is_success()
                     }
                     Err(_) => false,
                 }
@@ -282,7 +354,7 @@ impl Sender {
                     Err(_) => false,
                 }
             }
-            Sender::Nats(Publish::Http { .. }) => false,
+            Sender::Nats(Publish::Http { .. } | Publish::HttpBatch { .. }) => false,
         }
     }
 }

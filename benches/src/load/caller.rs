@@ -143,12 +143,16 @@ impl Caller {
                     .map_err(failed)?;
                 let response = send.send_request(request).await.map_err(failed)?;
                 let status = response.status();
+                // A "trailers-only" answer (an error with no message) has its status in
+                // the headers.
+                let in_headers = response.headers().get("grpc-status").cloned();
                 let body = response.into_body().collect().await.map_err(failed)?;
                 let grpc_status = body
                     .trailers()
                     .and_then(|t| t.get("grpc-status"))
-                    .map(|v| v.as_bytes().to_vec());
-                if status != 200 || grpc_status.as_deref() != Some(b"0") {
+                    .or(in_headers.as_ref())
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                if status != 200 || grpc_status.as_deref() != Some("0") {
                     return Err(CallFailed(format!(
                         "status {status}, grpc-status {grpc_status:?}"
                     )));

@@ -33,6 +33,7 @@ pub(super) fn subscribed(mut config: Config, groups: &[&str]) -> Config {
             group: (*group).into(),
             max_attempts: 5,
             dead_letter: None,
+            batch: 1,
         });
     }
     config

@@ -2,7 +2,9 @@
 //!
 //! `POST /v1/publish/TOPIC` with the message as body answers `202 {"id": "..."}` once the
 //! broker holds it; `400 bad-topic`, `413 too-large`, `429 broker-full` or
-//! `503 broker-unavailable` otherwise.
+//! `503 broker-unavailable` otherwise. `POST /v1/publish-batch/TOPIC` with a CloudEvents batch
+//! takes many messages at once, all or none, and answers `202 {"ids": [...]}`; a body that is
+//! no batch is `400 bad-batch`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,11 +21,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::{Broker, Publication, PublishError};
+use super::cloudevents::read_batch;
+use super::{BodyForm, Broker, Publication, PublishError};
 use crate::body::{self, Body};
 use crate::outbound::{accept, server_builder};
 
 const PUBLISH: &str = "/v1/publish/";
+const PUBLISH_BATCH: &str = "/v1/publish-batch/";
+
+/// A batch's body may be this large, or twice `max_message_bytes` when that is larger: its
+/// messages travel escaped or in base64 within it.
+const BATCH_BODY_BYTES: usize = 16 << 20;
 
 /// How long publishes in flight may take to finish once the node drains.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,12 +63,18 @@ pub async fn serve_application_api(
 }
 
 async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
-    let Some(topic) = request.uri().path().strip_prefix(PUBLISH) else {
-        return answer(
-            StatusCode::NOT_FOUND,
-            None,
-            "no such path: publish with POST /v1/publish/TOPIC".into(),
-        );
+    let path = request.uri().path();
+    let (topic, batch) = match (path.strip_prefix(PUBLISH), path.strip_prefix(PUBLISH_BATCH)) {
+        (Some(topic), _) => (topic, false),
+        (_, Some(topic)) => (topic, true),
+        (None, None) => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                None,
+                "no such path: publish with POST /v1/publish/TOPIC or /v1/publish-batch/TOPIC"
+                    .into(),
+            )
+        }
     };
     if request.method() != Method::POST {
         let mut response = answer(
@@ -76,8 +90,13 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
     // A client library percent-encodes what a URI cannot hold ('>' among them): the topic is
     // what it meant, which the broker then checks. Bad escapes make a topic no topic can be.
     let topic = percent_decoded(topic).unwrap_or_else(|| "%".to_owned());
-    let limit = broker.max_message_bytes();
-    let too_large = || {
+    let message_limit = broker.max_message_bytes();
+    let limit = if batch {
+        BATCH_BODY_BYTES.max(message_limit.saturating_mul(2))
+    } else {
+        message_limit
+    };
+    let too_large = |limit: usize| {
         answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             Some("too-large"),
@@ -89,12 +108,12 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return too_large(limit);
     }
     let (head, incoming) = request.into_parts();
     let body: Bytes = match Limited::new(incoming, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(limit),
         Err(e) => {
             return answer(
                 StatusCode::BAD_REQUEST,
@@ -103,15 +122,29 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
             )
         }
     };
-    let publication = Publication {
-        body,
-        content_type: head.headers.get(CONTENT_TYPE).cloned(),
-        traceparent: head.headers.get("traceparent").cloned(),
-    };
-    match broker.publish(&topic, publication).await {
-        Ok(id) => {
+    let traceparent = head.headers.get("traceparent");
+    let published = if batch {
+        let publications = match read_batch(&body, traceparent) {
+            Ok(publications) => publications,
+            Err(e) => return answer(StatusCode::BAD_REQUEST, Some("bad-batch"), e.to_string()),
+        };
+        broker.publish_batch(&topic, publications).await.map(|ids| {
             // Ids are hex digits and '-': nothing in them needs escaping.
-            let json = format!("{{\"id\":\"{id}\"}}");
+            let quoted: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+            format!("{{\"ids\":[{}]}}", quoted.join(","))
+        })
+    } else {
+        let publication = Publication {
+            body,
+            content_type: head.headers.get(CONTENT_TYPE).cloned(),
+            traceparent: traceparent.cloned(),
+            form: BodyForm::Bytes,
+        };
+        let id = broker.publish(&topic, publication).await;
+        id.map(|id| format!("{{\"id\":\"{id}\"}}"))
+    };
+    match published {
+        Ok(json) => {
             let mut response = Response::new(body::full(json));
             *response.status_mut() = StatusCode::ACCEPTED;
             response.headers_mut().insert(
@@ -123,7 +156,7 @@ async fn handle(broker: &Broker, request: Request<Incoming>) -> Response<Body> {
         Err(e @ PublishError::BadTopic(_)) => {
             answer(StatusCode::BAD_REQUEST, Some("bad-topic"), e.to_string())
         }
-        Err(PublishError::TooLarge { .. }) => too_large(),
+        Err(PublishError::TooLarge { limit }) => too_large(limit),
         Err(e @ PublishError::Unavailable(_)) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
             Some("broker-unavailable"),

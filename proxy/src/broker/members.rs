@@ -149,6 +149,7 @@ mod tests {
                 path: "/events".into(),
                 max_attempts: 5,
                 dead_letter: String::new(),
+                batch: 1,
             },
             node: format!("n{port}"),
             endpoint: Endpoint {

@@ -8,26 +8,26 @@ use tracing::warn;
 
 use crate::throttle::Throttle;
 
-/// `ferry_broker_published_total{topic,result}`.
-pub(super) fn published(topic: &str, result: &'static str) {
+/// `ferry_broker_published_total{topic,result}`, for `n` messages.
+pub(super) fn published(topic: &str, result: &'static str, n: u64) {
     counter!("ferry_broker_published_total", "topic" => topic.to_owned(), "result" => result)
-        .increment(1);
+        .increment(n);
 }
 
-/// `ferry_broker_deliveries_total{topic,group,result}` for a try that did not end the message.
-pub(super) fn delivery(topic: &str, group: &str, result: &'static str) {
+/// `ferry_broker_deliveries_total{topic,group,result}`, for `n` messages.
+pub(super) fn delivery(topic: &str, group: &str, result: &'static str, n: u64) {
     counter!(
         "ferry_broker_deliveries_total",
         "topic" => topic.to_owned(),
         "group" => group.to_owned(),
         "result" => result
     )
-    .increment(1);
+    .increment(n);
 }
 
-/// A delivery acknowledged: counted, and timed from publish to acknowledgement.
-pub(super) fn delivered(topic: &str, group: &str, since_publish: Duration) {
-    delivery(topic, group, "delivered");
+/// A message acknowledged, `since_publish` after it was taken (`delivered` is counted with
+/// [`delivery`]).
+pub(super) fn delivered(since_publish: Duration) {
     histogram!("ferry_broker_delivery_seconds").record(since_publish.as_secs_f64());
 }
 
@@ -44,9 +44,9 @@ pub(super) struct LossLog {
 }
 
 impl LossLog {
-    /// A message on `topic` is dropped, for `reason` (a metric label) and `detail`.
-    pub(super) fn lost(&self, topic: &str, reason: &'static str, detail: &str) {
-        counter!("ferry_broker_dropped_total", "reason" => reason).increment(1);
+    /// `n` messages on `topic` are dropped, for `reason` (a metric label) and `detail`.
+    pub(super) fn lost(&self, topic: &str, reason: &'static str, detail: &str, n: u64) {
+        counter!("ferry_broker_dropped_total", "reason" => reason).increment(n);
         if let Some(unlogged) = self.throttle.pass() {
             warn!(
                 topic,

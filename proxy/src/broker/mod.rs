@@ -8,18 +8,23 @@
 //!   (`send.rs`), and retries on another member with backoff, dead-letters or drops as the
 //!   answer says (`delivery.rs`, plain state). Messages held count against `queue_bytes`:
 //!   past it, publishers are refused, not queued without end.
+//! - Batches (`cloudevents.rs`): `POST /v1/publish-batch/TOPIC` takes many messages in one
+//!   request, and a subscription with `batch` above 1 receives many in one delivery, both as
+//!   CloudEvents batches; past the API, each message is kept, tried and judged as one.
 //! - **nats** (`nats.rs`): messages are stored in a NATS JetStream stream, so they outlive the
 //!   node that took them; each group is a durable consumer that its members' nodes pull from,
 //!   delivering with the same `send.rs` and judging answers with the same `delivery.rs`.
 //!
 //! ```text
-//! api.rs ─▶ Broker::publish ─▶ mesh: members::matching ─▶ one task per group:
+//! api.rs ─▶ Broker::publish ─▶ mesh: members::matching ─▶ per group, a task per message
+//!                                  (or per batch):
 //!                                  Load::pick ─▶ send::deliver ─▶ Attempts ─▶ done | retry | give up
 //!                          └─▶ nats: JetStream publish ─▶ consumer per group on its members' nodes:
 //!                                  send::deliver ─▶ delivery::decide ─▶ ack | nak | dead letter, term
 //! ```
 
 mod api;
+mod cloudevents;
 mod delivery;
 mod members;
 mod mesh;
@@ -42,6 +47,7 @@ use crate::pool::Upstreams;
 
 pub(crate) use api::percent_decoded;
 pub use api::serve_application_api;
+pub use cloudevents::{read_batch, write_batch_for_fuzzing, BatchError};
 pub use members::Member;
 pub use nats::{check_server, NatsSettings};
 
@@ -102,14 +108,29 @@ pub struct Publication {
     pub content_type: Option<HeaderValue>,
     /// The publisher's W3C trace context, passed on to subscribers.
     pub traceparent: Option<HeaderValue>,
+    /// What is known of the body's form, so that a batch need not check it again.
+    pub form: BodyForm,
 }
 
-/// What became of a message a broker took.
+/// What is known of a message's body when it is taken: a body read from a batch was checked
+/// there already, and writing it into a delivered batch need not check it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyForm {
+    /// Nothing: any bytes.
+    #[default]
+    Bytes,
+    /// UTF-8 text that needs no escaping in a JSON string (it was one without escapes).
+    Text,
+    /// A JSON value, valid as it is written.
+    Json,
+}
+
+/// What became of messages a broker took (all of one topic, so alike).
 pub(crate) enum Taken {
-    /// Held until every matching group has it; its id.
-    Accepted(String),
-    /// No group subscribes to its topic: dropped, and counted. Its id all the same.
-    NoSubscriber(String),
+    /// Held until every matching group has them; their ids.
+    Accepted(Vec<String>),
+    /// No group subscribes to their topic: dropped, and counted. Their ids all the same.
+    NoSubscriber(Vec<String>),
 }
 
 /// A message on its way to a member: what a delivery sends.
@@ -117,13 +138,15 @@ pub(crate) enum Taken {
 pub(crate) struct Message {
     pub(crate) id: String,
     pub(crate) topic: Topic,
-    pub(crate) source: String,
+    /// The publishing node's name, shared by the messages it took at once.
+    pub(crate) source: Arc<str>,
     /// When it was published, as `ce-time` says it.
-    pub(crate) time: String,
+    pub(crate) time: Arc<str>,
     pub(crate) accepted: Instant,
     pub(crate) content_type: Option<HeaderValue>,
     pub(crate) traceparent: Option<HeaderValue>,
     pub(crate) body: Bytes,
+    pub(crate) form: BodyForm,
     /// For a dead letter: the topic it was published on, and why it could not be delivered.
     pub(crate) dead_letter_of: Option<(String, String)>,
     /// The bytes it counts against the mesh broker's queue until the last delivery is done.
@@ -223,33 +246,49 @@ impl Broker {
         topic: &str,
         publication: Publication,
     ) -> Result<String, PublishError> {
+        let ids = self.publish_batch(topic, vec![publication]).await?;
+        Ok(ids.into_iter().next().unwrap_or_default())
+    }
+
+    /// Takes messages for every group subscribed to `topic`, all or none, and returns their
+    /// ids in order. Once this returns `Ok`, each is kept until each group acknowledged it, or
+    /// its attempts are spent.
+    pub async fn publish_batch(
+        &self,
+        topic: &str,
+        publications: Vec<Publication>,
+    ) -> Result<Vec<String>, PublishError> {
+        let n = publications.len() as u64;
         let parsed = match Topic::parse(topic) {
             Ok(parsed) => parsed,
             Err(e) => {
                 // A topic that is not one stays out of the labels: any string could be sent.
-                metrics::published("", "bad-topic");
+                metrics::published("", "bad-topic", n);
                 return Err(e.into());
             }
         };
-        if publication.body.len() > self.max_message_bytes {
-            metrics::published(topic, "too-large");
+        if publications
+            .iter()
+            .any(|p| p.body.len() > self.max_message_bytes)
+        {
+            metrics::published(topic, "too-large", n);
             return Err(PublishError::TooLarge {
                 limit: self.max_message_bytes,
             });
         }
         let taken = match &self.backend {
-            Backend::Mesh(mesh) => mesh.publish(parsed, publication),
-            Backend::Nats(nats) => nats.publish(parsed, publication).await,
+            Backend::Mesh(mesh) => mesh.publish(parsed, publications),
+            Backend::Nats(nats) => nats.publish(parsed, publications).await,
         };
         let (label, result) = match taken {
-            Ok(Taken::Accepted(id)) => ("accepted", Ok(id)),
-            Ok(Taken::NoSubscriber(id)) => ("no-subscriber", Ok(id)),
+            Ok(Taken::Accepted(ids)) => ("accepted", Ok(ids)),
+            Ok(Taken::NoSubscriber(ids)) => ("no-subscriber", Ok(ids)),
             Err(e @ PublishError::Full { .. }) => ("full", Err(e)),
             Err(e @ PublishError::Unavailable(_)) => ("unavailable", Err(e)),
             Err(e @ PublishError::TooLarge { .. }) => ("too-large", Err(e)),
             Err(e @ PublishError::BadTopic(_)) => ("bad-topic", Err(e)),
         };
-        metrics::published(topic, label);
+        metrics::published(topic, label, n);
         result
     }
 }

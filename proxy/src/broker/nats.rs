@@ -17,16 +17,18 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream, AckKind};
 use async_nats::{HeaderMap, ServerAddr};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http::HeaderValue;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::delivery::{decide, Next};
+use super::delivery::{decide, Next, Outcome};
 use super::members::Member;
 use super::send::{self, rfc3339};
 use super::topic::Topic;
-use super::{metrics, BrokerSettings, Ids, Message, Publication, PublishError, Subscribers, Taken};
+use super::{
+    metrics, BodyForm, BrokerSettings, Ids, Message, Publication, PublishError, Subscribers, Taken,
+};
 use crate::pool::Upstreams;
 use ferry_tunnel::backoff::Jitter;
 
@@ -159,10 +161,13 @@ impl Nats {
         }
     }
 
+    /// Stores `publications` in JetStream and answers once it has stored every one. On an
+    /// error some may have been stored: publishing them again may deliver those twice, which
+    /// at-least-once allows.
     pub(super) async fn publish(
         &self,
         topic: Topic,
-        publication: Publication,
+        publications: Vec<Publication>,
     ) -> Result<Taken, PublishError> {
         let Some((client, context)) = self.connected.get() else {
             return Err(PublishError::Unavailable(
@@ -172,22 +177,29 @@ impl Nats {
         if client.connection_state() != State::Connected {
             return Err(PublishError::Unavailable("NATS cannot be reached".into()));
         }
-        let id = self.ids.next();
-        let mut headers = HeaderMap::new();
-        headers.insert(ID, id.as_str());
-        headers.insert(SOURCE, self.settings.node.as_str());
-        headers.insert(TIME, rfc3339(SystemTime::now()).as_str());
-        for (name, value) in [
-            (CONTENT_TYPE, &publication.content_type),
-            (TRACEPARENT, &publication.traceparent),
-        ] {
-            if let Some(value) = value.as_ref().and_then(|v| v.to_str().ok()) {
-                headers.insert(name, value);
-            }
-        }
         let subject = self.subject(topic.as_str());
-        store(context, subject, headers, publication.body).await?;
-        Ok(Taken::Accepted(id))
+        let time = rfc3339(SystemTime::now());
+        let mut ids = Vec::with_capacity(publications.len());
+        let mut stored = Vec::with_capacity(publications.len());
+        for publication in publications {
+            let id = self.ids.next();
+            let mut headers = HeaderMap::new();
+            headers.insert(ID, id.as_str());
+            headers.insert(SOURCE, self.settings.node.as_str());
+            headers.insert(TIME, time.as_str());
+            for (name, value) in [
+                (CONTENT_TYPE, &publication.content_type),
+                (TRACEPARENT, &publication.traceparent),
+            ] {
+                if let Some(value) = value.as_ref().and_then(|v| v.to_str().ok()) {
+                    headers.insert(name, value);
+                }
+            }
+            ids.push(id);
+            stored.push((subject.clone(), headers, publication.body));
+        }
+        store(context, stored).await?;
+        Ok(Taken::Accepted(ids))
     }
 
     /// Pulls the messages of `member`'s group and delivers them to its local service, for as
@@ -228,13 +240,25 @@ impl Nats {
                 match next {
                     Ok(message) => {
                         errors = 0;
+                        // A group that takes batches gets, with this one, what NATS has
+                        // handed over already: batches grow with the load, a lone message
+                        // is not held back.
+                        let mut pulled = vec![message];
+                        while pulled.len() < usize::from(subscription.batch) {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(more))) => pulled.push(more),
+                                // An error is the stream's (a missed heartbeat): no message
+                                // is lost with it, and the next pull reports it again.
+                                _ => break,
+                            }
+                        }
                         let Ok(permit) = in_flight.clone().acquire_owned().await else {
                             return;
                         };
                         let (broker, member, context) =
                             (self.clone(), member.clone(), context.clone());
                         tokio::spawn(async move {
-                            broker.handle(&context, &member, message).await;
+                            broker.handle(&context, &member, pulled).await;
                             drop(permit);
                         });
                     }
@@ -253,44 +277,74 @@ impl Nats {
         }
     }
 
-    /// Delivers one pulled message to the local member and tells NATS how it went.
+    /// Delivers pulled messages to the local member, in one request, and tells NATS how each
+    /// went.
     async fn handle(
         &self,
         context: &jetstream::Context,
         member: &Member,
-        pulled: jetstream::Message,
+        pulled: Vec<jetstream::Message>,
     ) {
-        let made = pulled
-            .info()
-            .map_or(1, |info| u32::try_from(info.delivered).unwrap_or(1));
-        let Some(message) = self.message(&pulled) else {
-            // Not a message Ferry published: nothing can deliver it.
-            let _ = pulled.ack_with(AckKind::Term).await;
+        let mut batch = Vec::with_capacity(pulled.len());
+        let mut kept = Vec::with_capacity(pulled.len());
+        for pulled in pulled {
+            let made = pulled
+                .info()
+                .map_or(1, |info| u32::try_from(info.delivered).unwrap_or(1));
+            match self.message(&pulled) {
+                Some(message) => {
+                    batch.push(Arc::new(message));
+                    kept.push((pulled, made));
+                }
+                // Not a message Ferry published: nothing can deliver it.
+                None => {
+                    let _ = pulled.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        let Some(most) = kept.iter().map(|(_, made)| *made).max() else {
             return;
         };
+        let attempt = u8::try_from(most).unwrap_or(u8::MAX);
+        let timeout = self.settings.delivery_timeout;
+        let outcome = send::deliver(&batch, member, attempt, timeout, &self.upstreams).await;
+        for ((pulled, made), message) in kept.into_iter().zip(&batch) {
+            self.settle(context, member, pulled, message, made, &outcome)
+                .await;
+        }
+    }
+
+    /// Tells NATS what became of `pulled` (try number `made`), whose delivery ended with
+    /// `outcome`.
+    async fn settle(
+        &self,
+        context: &jetstream::Context,
+        member: &Member,
+        pulled: jetstream::Message,
+        message: &Message,
+        made: u32,
+        outcome: &Outcome,
+    ) {
         let topic = message.topic.as_str();
         let group = &member.subscription.group;
-        let attempt = u8::try_from(made).unwrap_or(u8::MAX);
-        let timeout = self.settings.delivery_timeout;
-        let outcome = send::deliver(&message, member, attempt, timeout, &self.upstreams).await;
         let max = u32::from(member.subscription.max_attempts);
         let mut jitter = Jitter::new(self.ids.seed());
-        let acked = match decide(made, max, &outcome, &mut jitter) {
+        let acked = match decide(made, max, outcome, &mut jitter) {
             Next::Done => {
-                metrics::delivery(topic, group, "delivered");
+                metrics::delivery(topic, group, "delivered", 1);
                 pulled.ack().await
             }
             Next::Retry(wait) => {
-                metrics::delivery(topic, group, "retried");
+                metrics::delivery(topic, group, "retried", 1);
                 pulled.ack_with(AckKind::Nak(Some(wait))).await
             }
             Next::GiveUp(reason) => {
                 let dead_letter = &member.subscription.dead_letter;
                 // A dead letter that cannot be delivered either is dropped: never a loop.
                 if dead_letter.is_empty() || message.dead_letter_of.is_some() {
-                    metrics::delivery(topic, group, "dropped");
+                    metrics::delivery(topic, group, "dropped", 1);
                     let detail = format!("group {group}: {reason}");
-                    self.losses.lost(topic, "undeliverable", &detail);
+                    self.losses.lost(topic, "undeliverable", &detail, 1);
                     pulled.ack_with(AckKind::Term).await
                 } else {
                     match self
@@ -298,7 +352,7 @@ impl Nats {
                         .await
                     {
                         Ok(()) => {
-                            metrics::delivery(topic, group, "dead-lettered");
+                            metrics::delivery(topic, group, "dead-lettered", 1);
                             pulled.ack_with(AckKind::Term).await
                         }
                         // Kept in NATS, to be tried again: nothing is lost.
@@ -331,12 +385,15 @@ impl Nats {
         Some(Message {
             id: header(ID).unwrap_or_else(|| self.ids.next()),
             topic,
-            source: header(SOURCE).unwrap_or_default(),
-            time: header(TIME).unwrap_or_else(|| rfc3339(SystemTime::now())),
+            source: header(SOURCE).unwrap_or_default().into(),
+            time: header(TIME)
+                .unwrap_or_else(|| rfc3339(SystemTime::now()))
+                .into(),
             accepted: Instant::now(),
             content_type: value(CONTENT_TYPE),
             traceparent: value(TRACEPARENT),
             body: pulled.payload.clone(),
+            form: BodyForm::Bytes,
             dead_letter_of: header(DEAD_LETTER_TOPIC).zip(header(DEAD_LETTER_REASON)),
             _held: None,
         })
@@ -361,22 +418,27 @@ impl Nats {
         headers.insert(DEAD_LETTER_TOPIC, topic.as_str());
         headers.insert(DEAD_LETTER_REASON, reason);
         let subject = self.subject(dead_letter);
-        store(context, subject, headers, pulled.payload.clone()).await?;
-        metrics::published(dead_letter, "accepted");
+        store(context, vec![(subject, headers, pulled.payload.clone())]).await?;
+        metrics::published(dead_letter, "accepted", 1);
         Ok(())
     }
 }
 
-/// Publishes to JetStream and waits until it has stored the message.
+/// Publishes to JetStream and waits until it has stored every message: all are sent before
+/// the first acknowledgement is awaited, so that a batch costs one round trip, not one each.
 async fn store(
     context: &jetstream::Context,
-    subject: String,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+    messages: Vec<(String, HeaderMap, bytes::Bytes)>,
 ) -> Result<(), PublishError> {
     let stored = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-        let ack = context.publish_with_headers(subject, headers, body).await?;
-        ack.await.map(|_| ())
+        let mut acks = Vec::with_capacity(messages.len());
+        for (subject, headers, body) in messages {
+            acks.push(context.publish_with_headers(subject, headers, body).await?);
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        Ok::<(), async_nats::Error>(())
     });
     match stored.await {
         Ok(Ok(())) => Ok(()),

@@ -1,7 +1,9 @@
-//! One try to hand a message to a member: a `POST` of the message to the member's service,
-//! with the CloudEvents 1.0 binary-mode headers, through the same forwarding as calls (a pooled
-//! connection to this node's own service, a tunnel stream to another node's).
+//! One try to hand messages to a member: a `POST` to the member's service, through the same
+//! forwarding as calls (a pooled connection to this node's own service, a tunnel stream to
+//! another node's). One message goes in CloudEvents 1.0 binary mode (the body as published,
+//! the attributes as headers); a subscription that takes batches gets a CloudEvents batch.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -9,6 +11,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 
+use super::cloudevents::{write_batch, BATCH_CONTENT_TYPE};
 use super::delivery::Outcome;
 use super::members::Member;
 use super::Message;
@@ -20,15 +23,20 @@ use crate::pool::Upstreams;
 /// its connection can serve the next one.
 const ANSWER_READ_LIMIT: usize = 64 * 1024;
 
-/// Delivers `message` to `member`, as try number `attempt`, giving up after `deadline`.
+/// Delivers `messages` to `member` in one request, as try number `attempt`, giving up after
+/// `deadline`. More than one message needs a subscription that takes batches.
 pub(crate) async fn deliver(
-    message: &Message,
+    messages: &[Arc<Message>],
     member: &Member,
     attempt: u8,
     deadline: Duration,
     upstreams: &Upstreams,
 ) -> Outcome {
-    let request = match request(message, member, attempt) {
+    let built = match messages {
+        [message] if member.subscription.batch <= 1 => request(message, member, attempt),
+        _ => batch_request(messages, member, attempt),
+    };
+    let request = match built {
         Ok(request) => request,
         // Only a path announced by a node of another version could get here.
         Err(e) => return Outcome::Failed(format!("cannot build the delivery: {e}")),
@@ -58,6 +66,23 @@ pub(crate) async fn deliver(
     }
 }
 
+/// Many messages in one `POST`, as a CloudEvents batch.
+fn batch_request(
+    messages: &[Arc<Message>],
+    member: &Member,
+    attempt: u8,
+) -> Result<Request<body::Body>, http::Error> {
+    let batch = write_batch(messages, attempt);
+    Request::builder()
+        .method(Method::POST)
+        .uri(member.subscription.path.as_str())
+        .header(HOST, member.subscription.service.as_str())
+        .header(CONTENT_TYPE, BATCH_CONTENT_TYPE)
+        .header(CONTENT_LENGTH, HeaderValue::from(batch.len()))
+        .body(body::full(batch))
+}
+
+/// One message in binary mode.
 fn request(
     message: &Message,
     member: &Member,
@@ -69,9 +94,9 @@ fn request(
         .header(HOST, member.subscription.service.as_str())
         .header("ce-specversion", "1.0")
         .header("ce-id", message.id.as_str())
-        .header("ce-source", message.source.as_str())
+        .header("ce-source", &*message.source)
         .header("ce-type", "ferry.message")
-        .header("ce-time", message.time.as_str())
+        .header("ce-time", &*message.time)
         .header("ferry-topic", message.topic.as_str())
         .header("ferry-attempt", HeaderValue::from(u16::from(attempt)))
         // Said outright: a request that crosses the tunnel would otherwise reach the service

@@ -9,7 +9,7 @@ pub const MAX_TOPIC_LEN: usize = 255;
 
 /// A topic a message is published on: at least one token, no wildcard.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Topic(String);
+pub struct Topic(std::sync::Arc<str>);
 
 /// A pattern a subscription matches topics with.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -72,7 +72,7 @@ impl Topic {
             }
             literal(token)?;
         }
-        Ok(Topic(text.to_owned()))
+        Ok(Topic(text.into()))
     }
 
     /// The topic as published.

@@ -106,6 +106,7 @@ impl Reader<'_> {
             "group",
             "max_attempts",
             "dead_letter",
+            "batch",
         ];
         self.known_keys(table, &known);
         let topic = self.required(table, "topic", &text(values::topic_pattern));
@@ -114,6 +115,7 @@ impl Reader<'_> {
         let group = self.field(table, "group", &text(values::service_name));
         let max_attempts = self.field(table, "max_attempts", &attempts);
         let dead_letter = self.field(table, "dead_letter", &text(values::topic));
+        let batch = self.field(table, "batch", &batch);
         let named = service
             .clone()
             .map(|(name, line)| Named::new(name, table.child_key("service"), line));
@@ -126,6 +128,7 @@ impl Reader<'_> {
                 path: path?,
                 max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
                 dead_letter,
+                batch: batch.unwrap_or(1),
             })
         })();
         SubscriptionRead {
@@ -137,6 +140,22 @@ impl Reader<'_> {
 
 /// Tries before a message is given up, unless a subscription says otherwise.
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u8 = 5;
+
+/// The most messages one delivery may carry (`batch`).
+pub(crate) const MAX_BATCH: u16 = 1000;
+
+fn batch(value: &toml::de::DeValue) -> Result<u16, String> {
+    let Some(integer) = value.as_integer() else {
+        return Err(expected("a number of messages", value));
+    };
+    i64::from_str_radix(integer.as_str(), integer.radix())
+        .ok()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| (1..=MAX_BATCH).contains(n))
+        .ok_or_else(|| {
+            format!("{integer} is not a number of messages per delivery (1-{MAX_BATCH})")
+        })
+}
 
 fn attempts(value: &toml::de::DeValue) -> Result<u8, String> {
     let Some(integer) = value.as_integer() else {

@@ -26,6 +26,7 @@ fn a_subscription_takes_the_reference_defaults() {
             group: "billing".into(),
             max_attempts: 5,
             dead_letter: None,
+            batch: 1,
         }]
     );
     assert_eq!(config.api.listen, addr("127.0.0.1:7703"));
@@ -47,6 +48,7 @@ delivery_timeout = "3s"
 {SUBSCRIBER}group = "ledger"
 max_attempts = 9
 dead_letter = "orders.dead"
+batch = 100
 "#
     );
     let config = parse(&text);
@@ -60,6 +62,7 @@ dead_letter = "orders.dead"
     let s = &config.subscriptions[0];
     assert_eq!((s.group.as_str(), s.max_attempts), ("ledger", 9));
     assert_eq!(s.dead_letter.as_deref(), Some("orders.dead"));
+    assert_eq!(s.batch, 100);
     let printed = config.to_toml();
     assert!(printed.contains("queue_bytes = \"2MiB\""), "{printed}");
     assert_eq!(parse(&printed).subscriptions, config.subscriptions);
@@ -76,6 +79,7 @@ service = "biling"
 path = "events"
 max_attempts = 0
 dead_letter = "orders.*"
+batch = 1001
 colour = "red"
 [broker]
 kind = "kafka"
@@ -89,15 +93,17 @@ queue_bytes = "lots"
             at(7, "subscription[0].path"),
             at(8, "subscription[0].max_attempts"),
             at(9, "subscription[0].dead_letter"),
-            at(10, "subscription[0].colour"),
-            at(12, "broker.kind"),
-            at(13, "broker.queue_bytes"),
+            at(10, "subscription[0].batch"),
+            at(11, "subscription[0].colour"),
+            at(13, "broker.kind"),
+            at(14, "broker.queue_bytes"),
         ]
     );
     let errors = full_errors(text);
     assert!(message_of(&errors, "subscription[0].service").contains("no [[service]] named"));
     assert!(message_of(&errors, "subscription[0].dead_letter").contains("no wildcard"));
     assert!(message_of(&errors, "subscription[0].topic").contains("'>' may only be the last"));
+    assert!(message_of(&errors, "subscription[0].batch").contains("(1-1000)"));
 }
 
 #[test]
