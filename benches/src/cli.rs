@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 pub(crate) const USAGE: &str = "\
-usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N] [--only PART]
+usage: cargo run --release -p ferry-benches --bin harness -- [--quick] [--runs N] [--only PART] [--minutes N]
 
 Runs Ferry beside its peers (direct, an HAProxy pair with TLS 1.3, Nebula) on this machine,
 alternating targets round by round, and writes benches/RESULTS.md and benches/results.png;
@@ -22,6 +22,7 @@ minutes with mixed traffic, its service node restarted every minute, and writes 
   --only PART   `peers`, `datacenters`, `broker`, `identity`, `intercept`, `liveness`,
                 `connections` or `soak`: run that part only
   --out DIR     where the reports go (default: the benches/ directory)
+  --minutes N   how long the lossy WAN and the soak run (default 10; 1 and 2 with --quick)
 
 Environment: FERRY_BIN names a ferry binary to use instead of building target/release/ferry.
 Root is needed for the network namespaces and to install missing peers with apt-get.";
@@ -32,6 +33,8 @@ pub(crate) struct Options {
     pub runs: usize,
     pub out: Option<std::path::PathBuf>,
     pub only: Option<Part>,
+    /// How long the long-running parts run, when not their default.
+    pub minutes: Option<u64>,
 }
 
 /// A part of the run that `--only` can pick.
@@ -68,6 +71,7 @@ impl Options {
         let mut quick = false;
         let mut runs = None;
         let mut out = None;
+        let mut minutes = None;
         let mut only = None;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -84,6 +88,18 @@ impl Options {
                         return Err(Error::Usage("--runs must be at least 1".into()));
                     }
                     runs = Some(n);
+                }
+                "--minutes" => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| Error::Usage("--minutes needs a number".into()))?;
+                    let n: u64 = value
+                        .parse()
+                        .map_err(|_| Error::Usage(format!("--minutes {value:?}: not a number")))?;
+                    if n == 0 {
+                        return Err(Error::Usage("--minutes must be at least 1".into()));
+                    }
+                    minutes = Some(n);
                 }
                 "--out" => {
                     let value = args
@@ -121,6 +137,7 @@ impl Options {
             quick,
             runs,
             out,
+            minutes,
             only,
         }))
     }
@@ -158,6 +175,15 @@ mod tests {
         assert!(parse(&["--runs"]).is_err());
         assert!(parse(&["--fast"]).is_err());
         assert!(parse(&["--only", "everything"]).is_err());
+    }
+
+    #[test]
+    fn minutes_lengthen_the_long_parts() {
+        let o = parse(&["--only", "soak", "--minutes", "20"]).ok().flatten();
+        assert_eq!(o.and_then(|o| o.minutes), Some(20));
+        assert!(parse(&["--minutes", "0"]).is_err());
+        assert!(parse(&["--minutes", "ten"]).is_err());
+        assert!(parse(&["--minutes"]).is_err());
     }
 
     #[test]

@@ -192,7 +192,9 @@ async fn run(options: Options) -> Result<()> {
         )?;
     }
     if options.runs_part(Part::Liveness) {
-        let minutes = if options.quick { 1 } else { 10 };
+        let minutes = options
+            .minutes
+            .unwrap_or(if options.quick { 1 } else { 10 });
         println!("holding a link over a lossy WAN for {minutes} minutes");
         let duration = Duration::from_secs(60 * minutes);
         let figures = liveness::measure(&ferry_bin, dir, duration).await?;
@@ -222,6 +224,7 @@ async fn run(options: Options) -> Result<()> {
     }
     if options.runs_part(Part::Soak) {
         let (minutes, every) = if options.quick { (2, 30) } else { (10, 60) };
+        let minutes = options.minutes.unwrap_or(minutes);
         println!(
             "soaking one Ferry pair with mixed traffic for {minutes} minutes, its service node restarted every {every} s"
         );
@@ -273,8 +276,11 @@ fn write_part(
         md.push_str(&format!("- {note}\n"));
     }
     md.push_str(&format!(
-        "\nReproduce: `cargo run --release -p ferry-benches --bin harness -- --only {part}{}` (written {} UTC).\n",
+        "\nReproduce: `cargo run --release -p ferry-benches --bin harness -- --only {part}{}{}` (written {} UTC).\n",
         if options.quick { " --quick" } else { "" },
+        options
+            .minutes
+            .map_or(String::new(), |m| format!(" --minutes {m}")),
         report::utc_now()
     ));
     let report = out_dir.join(file);
