@@ -77,30 +77,8 @@ impl Options {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
-                "--runs" => {
-                    let value = args
-                        .next()
-                        .ok_or_else(|| Error::Usage("--runs needs a number".into()))?;
-                    let n: usize = value
-                        .parse()
-                        .map_err(|_| Error::Usage(format!("--runs {value:?}: not a number")))?;
-                    if n == 0 {
-                        return Err(Error::Usage("--runs must be at least 1".into()));
-                    }
-                    runs = Some(n);
-                }
-                "--minutes" => {
-                    let value = args
-                        .next()
-                        .ok_or_else(|| Error::Usage("--minutes needs a number".into()))?;
-                    let n: u64 = value
-                        .parse()
-                        .map_err(|_| Error::Usage(format!("--minutes {value:?}: not a number")))?;
-                    if n == 0 {
-                        return Err(Error::Usage("--minutes must be at least 1".into()));
-                    }
-                    minutes = Some(n);
-                }
+                "--runs" => runs = Some(count(&mut args, "--runs")?),
+                "--minutes" => minutes = Some(count(&mut args, "--minutes")? as u64),
                 "--out" => {
                     let value = args
                         .next()
@@ -141,6 +119,20 @@ impl Options {
             only,
         }))
     }
+}
+
+/// The whole number of at least 1 that follows `flag`.
+fn count(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<usize> {
+    let value = args
+        .next()
+        .ok_or_else(|| Error::Usage(format!("{flag} needs a number")))?;
+    let n: usize = value
+        .parse()
+        .map_err(|_| Error::Usage(format!("{flag} {value:?}: not a number")))?;
+    if n == 0 {
+        return Err(Error::Usage(format!("{flag} must be at least 1")));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
