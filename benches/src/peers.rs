@@ -143,6 +143,17 @@ pub(crate) async fn ensure() -> Result<Peers> {
     })
 }
 
+/// One tool a part needs: found, installed when missing and root, or named.
+pub(crate) async fn ensure_one(binary: &str, package: &str) -> Result<PathBuf> {
+    if find(binary).is_none() && is_root() {
+        install(&[package]).await?;
+    }
+    find(binary).ok_or_else(|| Error::MissingTool {
+        tool: binary.to_string(),
+        package: package.to_string(),
+    })
+}
+
 async fn install(packages: &[&str]) -> Result<()> {
     println!("installing {} with apt-get", packages.join(" "));
     // Debian starts a freshly installed daemon (nginx on :80, haproxy) unless policy-rc.d

@@ -107,7 +107,9 @@ impl Targets {
         let direct = Sink::start(sink_at(50), base).await?;
 
         let nats_url = format!("nats://{}:{NATS_PORT}", ip(100));
-        let mut nats = Command::new("nats-server");
+        // Installed when missing (as root), else named.
+        let nats_server = crate::peers::ensure_one("nats-server", "nats-server").await?;
+        let mut nats = Command::new(nats_server);
         nats.args([
             "-js",
             "-a",
