@@ -145,25 +145,28 @@ pub(crate) const DEFAULT_MAX_ATTEMPTS: u8 = 5;
 pub(crate) const MAX_BATCH: u16 = 1000;
 
 fn batch(value: &toml::de::DeValue) -> Result<u16, String> {
-    let Some(integer) = value.as_integer() else {
-        return Err(expected("a number of messages", value));
-    };
-    i64::from_str_radix(integer.as_str(), integer.radix())
-        .ok()
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|n| (1..=MAX_BATCH).contains(n))
-        .ok_or_else(|| {
-            format!("{integer} is not a number of messages per delivery (1-{MAX_BATCH})")
-        })
+    let n = counted(
+        value,
+        "a number of messages per delivery",
+        i64::from(MAX_BATCH),
+    )?;
+    // Within 1..=MAX_BATCH, so it fits.
+    Ok(n as u16)
 }
 
 fn attempts(value: &toml::de::DeValue) -> Result<u8, String> {
+    let n = counted(value, "a number of attempts", i64::from(u8::MAX))?;
+    // Within 1..=255, so it fits.
+    Ok(n as u8)
+}
+
+/// A whole number from 1 to `most`; `what` names it in the error.
+fn counted(value: &toml::de::DeValue, what: &str, most: i64) -> Result<i64, String> {
     let Some(integer) = value.as_integer() else {
-        return Err(expected("a number of attempts", value));
+        return Err(expected(what, value));
     };
     i64::from_str_radix(integer.as_str(), integer.radix())
         .ok()
-        .and_then(|n| u8::try_from(n).ok())
-        .filter(|n| *n >= 1)
-        .ok_or_else(|| format!("{integer} is not a number of attempts (1-255)"))
+        .filter(|n| (1..=most).contains(n))
+        .ok_or_else(|| format!("{integer} is not {what} (1-{most})"))
 }
