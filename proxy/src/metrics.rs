@@ -1,9 +1,10 @@
 //! Per-call metrics, named as the reference (`docs/reference.md`) lists them. The node installs the recorder.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
+// Looked up on every call: foldhash, not SipHash.
+use foldhash::HashMap;
 use metrics::{counter, histogram, Counter, Histogram};
 
 /// Which side of the node a call passed through.
@@ -39,7 +40,7 @@ struct ServiceSeries {
 const MAX_CACHED_SERVICES: usize = 1024;
 
 thread_local! {
-    static SERIES: RefCell<HashMap<String, ServiceSeries>> = RefCell::new(HashMap::new());
+    static SERIES: RefCell<HashMap<String, ServiceSeries>> = RefCell::new(HashMap::default());
 }
 
 pub(crate) fn request(
@@ -50,14 +51,12 @@ pub(crate) fn request(
     elapsed: Duration,
 ) {
     SERIES.with_borrow_mut(|cache| {
-        if !cache.contains_key(service) {
-            if cache.len() >= MAX_CACHED_SERVICES {
-                cache.clear();
-            }
-            cache.insert(service.to_owned(), ServiceSeries::default());
+        if cache.len() >= MAX_CACHED_SERVICES && !cache.contains_key(service) {
+            cache.clear();
         }
-        let Some(series) = cache.get_mut(service) else {
-            return;
+        let series = match cache.get_mut(service) {
+            Some(series) => series,
+            None => cache.entry(service.to_owned()).or_default(),
         };
         let duration = series.durations[direction as usize].get_or_insert_with(|| {
             histogram!(

@@ -1,7 +1,8 @@
 //! A route — one way to reach a service — and the index that finds a service's routes fast.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+// Looked up on every call: foldhash, not SipHash.
+use foldhash::HashMap;
 use std::time::Duration;
 
 use crate::catalog::{Catalog, CatalogSubscription};

@@ -27,6 +27,7 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// network closes it the moment the route table loses its far end.
 const INNER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const INNER_KEEP_ALIVE: Duration = Duration::from_secs(1);
+const ACK_THRESHOLD: u32 = 10;
 /// Streams are cheap; a node proxying many concurrent calls needs many.
 const MAX_STREAMS: u32 = 10_000;
 
@@ -91,6 +92,9 @@ fn transport_config(carrier: Carrier) -> Result<Arc<TransportConfig>, Error> {
     ));
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
     t.max_concurrent_uni_streams(VarInt::from_u32(16));
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(VarInt::from_u32(ACK_THRESHOLD));
+    t.ack_frequency_config(Some(ack));
     match carrier {
         Carrier::Udp => {
             t.initial_mtu(OUTER_MTU);

@@ -14,7 +14,8 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+// Two lookups a call: foldhash, not SipHash.
+use foldhash::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -26,7 +26,10 @@ mod reach;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Looked up on every call: foldhash, not SipHash (keys are peers' public keys).
+use foldhash::HashMap;
 use std::time::Instant;
 
 use crate::identity::PublicKey;
@@ -56,8 +59,8 @@ impl<L: LinkHandle> Peers<L> {
     /// No peers yet. `seed` seeds the jitter of redials.
     pub(crate) fn new(backoff: Backoff, seed: u64) -> Peers<L> {
         Peers {
-            peers: HashMap::new(),
-            owners: HashMap::new(),
+            peers: HashMap::default(),
+            owners: HashMap::default(),
             actions: VecDeque::new(),
             changed: false,
             backoff,

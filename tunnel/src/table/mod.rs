@@ -15,7 +15,10 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+// Looked up on every call: foldhash, not SipHash.
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,8 +94,8 @@ impl Table {
     pub fn new(me: Catalog) -> Table {
         Table {
             me: Arc::new(me),
-            neighbors: HashMap::new(),
-            nodes: HashMap::new(),
+            neighbors: HashMap::default(),
+            nodes: HashMap::default(),
             index: ServiceIndex::default(),
             membership: Vec::new(),
         }
