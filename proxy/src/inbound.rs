@@ -270,13 +270,13 @@ async fn respond(mut response: Response<Body>, mut writer: StreamWriter, flags: 
     strip_hop_by_hop(response.headers_mut(), false);
     let end = response.body().is_end_stream();
     let head = encode_head(&response, flags | if end { END_STREAM } else { 0 });
-    if writer.write_all(&head).await.is_err() {
-        return status;
-    }
     if end {
-        let _ = writer.shutdown().await;
+        if writer.write_all(&head).await.is_ok() {
+            let _ = writer.shutdown().await;
+        }
     } else {
-        write_body(response.into_body(), writer).await;
+        // The head goes out with what of the body is ready.
+        write_body(response.into_body(), writer, head).await;
     }
     status
 }

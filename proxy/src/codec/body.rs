@@ -1,51 +1,80 @@
 //! Bodies as frames: copying an HTTP body onto a tunnel stream, and reading one off it.
 
-use bytes::{Buf, BufMut, BytesMut};
-use futures_util::stream;
+use bytes::{Buf, BytesMut};
+use futures_util::{stream, FutureExt};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use ferry_tunnel::{StreamReader, StreamWriter};
 
-use super::{Frame, FrameError, FrameReader, MAX_DATA_FRAME};
+use super::{Frame, FrameError, FrameReader, DATA, MAX_DATA_FRAME};
 use crate::body::{self, Body, BoxError};
 
+/// Data chunks up to this size are gathered with the frames around them into one write;
+/// larger ones go out as they are, without a copy into the gathering buffer.
+const GATHER: usize = 16 * 1024;
+
 /// Copies a body into frames as it arrives, never waiting for more than what is there: a
-/// server-sent event or a gRPC message crosses as soon as it is produced. A body that fails
-/// resets the stream so the far side sees the failure, not a shorter body.
-pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter) {
+/// server-sent event or a gRPC message crosses as soon as it is produced. `pending` holds
+/// frames already encoded (the message's head): they go out with whatever of the body is
+/// ready at once, so a short body leaves with its head in one write. Each write to a tunnel
+/// stream takes the link's lock and wakes its driver, so fewer writes cost less. A body that
+/// fails resets the stream so the far side sees the failure, not a shorter body.
+pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter, mut pending: BytesMut) {
     let result: Result<(), BoxError> = async {
-        let mut head = BytesMut::with_capacity(5);
-        while let Some(frame) = body.frame().await {
-            let frame = frame?;
-            match frame.into_data() {
+        loop {
+            let next = if pending.is_empty() {
+                body.frame().await
+            } else {
+                match body.frame().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        // Nothing more ready: send what is gathered, then wait.
+                        writer.write_all(&pending).await?;
+                        pending.clear();
+                        continue;
+                    }
+                }
+            };
+            let Some(frame) = next else {
+                Frame::End.encode(&mut pending);
+                writer.write_all(&pending).await?;
+                writer.shutdown().await?;
+                return Ok(());
+            };
+            match frame?.into_data() {
+                Ok(data) if data.len() <= GATHER => {
+                    Frame::Data(data).encode(&mut pending);
+                    if pending.len() >= MAX_DATA_FRAME {
+                        writer.write_all(&pending).await?;
+                        pending.clear();
+                    }
+                }
                 Ok(mut data) => {
+                    if !pending.is_empty() {
+                        writer.write_all(&pending).await?;
+                        pending.clear();
+                    }
+                    let mut head = [0; 5];
                     while data.has_remaining() {
                         let chunk = data.split_to(data.len().min(MAX_DATA_FRAME));
-                        head.clear();
-                        head.put_u8(3);
-                        head.put_u32(chunk.len() as u32);
+                        head[0] = DATA;
+                        head[1..].copy_from_slice(&(chunk.len() as u32).to_be_bytes());
                         writer.write_all(&head).await?;
                         writer.write_all(&chunk).await?;
                     }
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
-                        let mut buf = BytesMut::new();
-                        Frame::Trailers(trailers).encode(&mut buf);
-                        writer.write_all(&buf).await?;
+                        Frame::Trailers(trailers).encode(&mut pending);
+                        writer.write_all(&pending).await?;
                         writer.shutdown().await?;
                         return Ok(());
                     }
                 }
             }
         }
-        let mut buf = BytesMut::new();
-        Frame::End.encode(&mut buf);
-        writer.write_all(&buf).await?;
-        writer.shutdown().await?;
-        Ok(())
     }
     .await;
     if let Err(e) = result {

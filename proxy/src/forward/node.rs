@@ -3,6 +3,7 @@
 //! The serving half is in `inbound.rs`.
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use http::{header, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::upgrade::OnUpgrade;
@@ -40,7 +41,7 @@ pub(super) async fn send(
     let failed = |e: &dyn std::fmt::Display| TryError::Unanswered {
         reason: e.to_string(),
     };
-    let (reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     let (parts, body) = request.into_parts();
     let mut flags = 0;
     if body.is_end_stream() {
@@ -72,16 +73,27 @@ pub(super) async fn send(
     .encode(&mut buf);
     // Encoded: the head need not be kept in this future while it waits.
     drop(parts);
-    writer.write_all(&buf).await.map_err(|e| failed(&e))?;
 
     let mut writer = Some(writer);
     if flags == 0 {
         if let Some(writer) = writer.take() {
-            tokio::spawn(write_body(body, writer));
+            // The head goes with what of the body is ready. A body that is all there (a
+            // unary gRPC call, a short POST) is written here and now, with no task of its
+            // own; the rest of a longer one streams from a task while the answer is read.
+            // A failed write resets the stream, and reading the answer then fails.
+            let mut write = Box::pin(write_body(body, writer, buf));
+            if (&mut write).now_or_never().is_none() {
+                tokio::spawn(write);
+            }
         }
-    } else if upgrade.is_none() {
-        if let Some(mut w) = writer.take() {
-            let _ = w.shutdown().await;
+    } else {
+        if let Some(w) = writer.as_mut() {
+            w.write_all(&buf).await.map_err(|e| failed(&e))?;
+        }
+        if upgrade.is_none() {
+            if let Some(mut w) = writer.take() {
+                let _ = w.shutdown().await;
+            }
         }
     }
 
