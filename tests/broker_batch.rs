@@ -7,6 +7,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde_json::{json, Value};
 use support::broker::{
     answer_with, assert_none_lost, events, header, ids, publish_batch, publish_stream, received,
@@ -29,67 +31,24 @@ fn entry(n: usize) -> (Value, String) {
         _ => {
             // "hello N" in base64, with a content type of its own.
             let text = format!("hello {n}");
-            let encoded = base64(text.as_bytes());
+            let encoded = STANDARD.encode(text.as_bytes());
             let entry = json!({"data_base64": encoded, "datacontenttype": "application/x-hello"});
             (entry, text)
         }
     }
 }
 
-/// Standard base64, enough for the test's short texts.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The bytes an event of a delivered batch carries: `data` (JSON written back as text, a
 /// string as itself) or `data_base64` decoded.
 fn event_body(event: &Value) -> String {
     if let Some(encoded) = event["data_base64"].as_str() {
-        let decoded = decode_base64(encoded);
+        let decoded = STANDARD.decode(encoded).expect("data_base64 is base64");
         return String::from_utf8(decoded).expect("the test's texts are UTF-8");
     }
     match &event["data"] {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
-}
-
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let mut out = Vec::new();
-    for chunk in text.as_bytes().chunks(4) {
-        let n = chunk
-            .iter()
-            .take_while(|c| **c != b'=')
-            .enumerate()
-            .fold(0u32, |n, (i, c)| n | u32::from(value(*c)) << (18 - 6 * i));
-        let bytes = chunk.iter().take_while(|c| **c != b'=').count() - 1;
-        out.extend((0..bytes).map(|i| (n >> (16 - 8 * i)) as u8));
-    }
-    out
 }
 
 /// The distinct ids a subscriber received.

@@ -41,7 +41,7 @@ pub(super) async fn send(
     let failed = |e: &dyn std::fmt::Display| TryError::Unanswered {
         reason: e.to_string(),
     };
-    let (reader, writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let (parts, body) = request.into_parts();
     let mut flags = 0;
     if body.is_end_stream() {
@@ -74,28 +74,26 @@ pub(super) async fn send(
     // Encoded: the head need not be kept in this future while it waits.
     drop(parts);
 
-    let mut writer = Some(writer);
-    if flags == 0 {
-        if let Some(writer) = writer.take() {
-            // The head goes with what of the body is ready. A body that is all there (a
-            // unary gRPC call, a short POST) is written here and now, with no task of its
-            // own; the rest of a longer one streams from a task while the answer is read.
-            // A failed write resets the stream, and reading the answer then fails.
-            let mut write = Box::pin(write_body(body, writer, buf));
-            if (&mut write).now_or_never().is_none() {
-                tokio::spawn(write);
-            }
+    // The writer is kept only for an upgrade, whose stream becomes a raw pipe.
+    let writer = if flags == 0 {
+        // The head goes with what of the body is ready. A body that is all there (a unary
+        // gRPC call, a short POST) is written here and now, with no task of its own; the
+        // rest of a longer one streams from a task while the answer is read. A failed write
+        // resets the stream, and reading the answer then fails.
+        let mut write = Box::pin(write_body(body, writer, buf));
+        if (&mut write).now_or_never().is_none() {
+            tokio::spawn(write);
         }
+        None
     } else {
-        if let Some(w) = writer.as_mut() {
-            w.write_all(&buf).await.map_err(|e| failed(&e))?;
-        }
+        writer.write_all(&buf).await.map_err(|e| failed(&e))?;
         if upgrade.is_none() {
-            if let Some(mut w) = writer.take() {
-                let _ = w.shutdown().await;
-            }
+            let _ = writer.shutdown().await;
+            None
+        } else {
+            Some(writer)
         }
-    }
+    };
 
     let mut reader = FrameReader::new(reader);
     let head = match reader.require().await {
