@@ -20,9 +20,10 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // One pass over the names finds the few present (most messages carry none, an HTTP/1.1
     // response usually `Connection: keep-alive` alone): removing only those costs less than
     // a lookup for each of the eight names.
+    // A `TE: trailers` alone (every gRPC request) is already what would be put back.
     let present: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_hop_by_hop(n))
+        .filter(|n| is_hop_by_hop(n) && !(*n == header::TE && te_is_just_trailers(headers)))
         .cloned()
         .collect();
     if present.is_empty() {
@@ -44,13 +45,13 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
+    // Over every `TE` line: several lines are one comma-separated list (RFC 9110 §5.3).
     let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     let upgrade_value = headers.get(header::UPGRADE).filter(|_| upgrade).cloned();
     for name in present {
         headers.remove(name);
@@ -65,6 +66,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         );
         headers.insert(header::UPGRADE, value);
     }
+}
+
+/// Whether the message has one `TE` and it says `trailers`, the form it leaves in.
+fn te_is_just_trailers(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TE).iter();
+    matches!(
+        (values.next(), values.next()),
+        (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"trailers")
+    )
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -108,6 +118,29 @@ mod tests {
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(h.get("keep-alive").is_none());
+    }
+
+    #[test]
+    fn te_leaves_as_trailers_alone() {
+        for (values, kept) in [
+            (&["trailers"][..], true),
+            (&["Trailers"], true),
+            (&["gzip", "trailers"], true),
+            (&["gzip"], false),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("te", v.parse().expect("valid"));
+            }
+            strip_hop_by_hop(&mut h, false);
+            let left: Vec<String> = h
+                .get_all("te")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase())
+                .collect();
+            let expected: &[&str] = if kept { &["trailers"] } else { &[] };
+            assert_eq!(left, expected, "{values:?}");
+        }
     }
 
     #[test]
