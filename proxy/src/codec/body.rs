@@ -8,7 +8,7 @@ use tracing::debug;
 
 use ferry_tunnel::{StreamReader, StreamWriter};
 
-use super::{Frame, FrameError, FrameReader, DATA, MAX_DATA_FRAME};
+use super::{data_head, Frame, FrameError, FrameReader, MAX_DATA_FRAME};
 use crate::body::{self, Body, BoxError};
 
 /// Data chunks up to this size are gathered with the frames around them into one write;
@@ -31,8 +31,7 @@ pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter, mut pen
                     Some(next) => next,
                     None => {
                         // Nothing more ready: send what is gathered, then wait.
-                        writer.write_all(&pending).await?;
-                        pending.clear();
+                        flush(&mut writer, &mut pending).await?;
                         continue;
                     }
                 }
@@ -47,21 +46,16 @@ pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter, mut pen
                 Ok(data) if data.len() <= GATHER => {
                     Frame::Data(data).encode(&mut pending);
                     if pending.len() >= MAX_DATA_FRAME {
-                        writer.write_all(&pending).await?;
-                        pending.clear();
+                        flush(&mut writer, &mut pending).await?;
                     }
                 }
                 Ok(mut data) => {
                     if !pending.is_empty() {
-                        writer.write_all(&pending).await?;
-                        pending.clear();
+                        flush(&mut writer, &mut pending).await?;
                     }
-                    let mut head = [0; 5];
                     while data.has_remaining() {
                         let chunk = data.split_to(data.len().min(MAX_DATA_FRAME));
-                        head[0] = DATA;
-                        head[1..].copy_from_slice(&(chunk.len() as u32).to_be_bytes());
-                        writer.write_all(&head).await?;
+                        writer.write_all(&data_head(chunk.len())).await?;
                         writer.write_all(&chunk).await?;
                     }
                 }
@@ -81,6 +75,13 @@ pub(crate) async fn write_body(mut body: Body, mut writer: StreamWriter, mut pen
         debug!(error = %e, "body cut short; resetting the stream");
         writer.reset();
     }
+}
+
+/// Writes the gathered frames and empties the buffer for more.
+async fn flush(writer: &mut StreamWriter, pending: &mut BytesMut) -> std::io::Result<()> {
+    writer.write_all(pending).await?;
+    pending.clear();
+    Ok(())
 }
 
 /// A body read from frames as they arrive.

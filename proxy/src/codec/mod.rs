@@ -191,6 +191,14 @@ fn finish(out: &mut BytesMut, at: usize) {
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// The five bytes before a DATA frame's `len` bytes of body, for writers that send a large
+/// chunk as it is rather than copy it into a frame.
+pub(crate) fn data_head(len: usize) -> [u8; 5] {
+    let mut head = [DATA, 0, 0, 0, 0];
+    head[1..].copy_from_slice(&(len as u32).to_be_bytes());
+    head
+}
+
 /// A request head, encoded from borrowed parts so that sending one copies nothing twice.
 pub struct RequestHeadRef<'a> {
     /// The caller's HTTP version; the serving node speaks what its service needs.
@@ -276,8 +284,7 @@ impl Frame {
             }
             .encode(out),
             Frame::Data(bytes) => {
-                out.put_u8(DATA);
-                out.put_u32(bytes.len() as u32);
+                out.put_slice(&data_head(bytes.len()));
                 out.put_slice(bytes);
             }
             Frame::Trailers(headers) => {
